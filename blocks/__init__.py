@@ -1,0 +1,1 @@
+"""Prefect blocks of Cloud Runs, registered through the ``prefect.collections`` entry point."""

@@ -1,0 +1,1 @@
+"""Sandboxes: one interface (:mod:`.base`), one module per provider."""
