@@ -6,8 +6,8 @@ only through this interface: run a command, move bytes in and out, destroy it.
 Example:
     >>> from cloud_runs.sandboxes import LocalSandboxSettings
     >>> sandbox = LocalSandboxSettings().create(run_id="demo")
-    >>> sandbox.exec(["echo", "hi"], on_output=print).exit_code
-    hi
+    >>> sandbox.exec(["echo", "hi"], on_output=lambda stream, line: print(stream, line)).exit_code
+    stdout hi
     0
     >>> sandbox.destroy()
 """
