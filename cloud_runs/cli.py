@@ -13,6 +13,45 @@ from collections.abc import Sequence
 from cloud_runs.errors import CloudRunsError
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from cloud_runs.demo import main
+
+    return main(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cloud_runs.agents import agent_settings_from_name
+    from cloud_runs.runs import RunRequest
+    from cloud_runs.settings import load_settings
+
+    settings = load_settings()
+    RunRequest.validated(repository=args.repository, prompt=args.prompt, issue=args.issue)  # fail fast, before Prefect starts
+    from flows.cloud_run import cloud_run
+
+    sandbox = args.sandbox or f"{settings.sandbox_provider}/default"
+    result = cloud_run(repository=args.repository, prompt=args.prompt, issue=args.issue,
+                       agent=agent_settings_from_name(args.agent or settings.agent), sandbox=sandbox,
+                       github_app=args.github_app, agent_credentials=args.agent_credentials,
+                       base_branch=args.base_branch, draft=args.draft, agent_timeout_seconds=args.timeout)
+    print(result.model_dump_json(indent=2))
+    return 0 if result.status.value in ("pr_opened", "pr_updated", "no_changes") else 1
+
+
+def _blocks_init(args: argparse.Namespace) -> int:
+    from blocks.registration import init_blocks
+    from cloud_runs.settings import load_settings
+
+    for line in init_blocks(load_settings(), args.name):
+        print(f"saved {line}")
+    return 0
+
+
+def _images_build(args: argparse.Namespace) -> int:
+    from cloud_runs.images import main
+
+    return main(args.rest)
+
+
 def _forge_serve(args: argparse.Namespace) -> int:
     from cloud_runs.forge.cli import serve
 
@@ -22,6 +61,35 @@ def _forge_serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloud-runs", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the whole path offline: local forge, scripted agent, a real PR")
+    demo.add_argument("--sandbox", choices=("local", "docker"), help="default: docker when it is usable, else local")
+    demo.add_argument("--keep", action="store_true", help="keep the forge serving after the run, to browse the PR")
+    demo.set_defaults(handler=_demo)
+
+    run = commands.add_parser("run", help="run one task against GitHub with the saved blocks")
+    run.add_argument("--repository", required=True, help="owner/name")
+    task = run.add_argument_group("task (one or both)")
+    task.add_argument("--prompt")
+    task.add_argument("--issue", type=int)
+    run.add_argument("--agent", help="posthog | claude-code | codex | scripted (default: CLOUD_RUNS_AGENT)")
+    run.add_argument("--sandbox", help="provider/block-name (default: SANDBOX_PROVIDER/default)")
+    run.add_argument("--github-app", default="default", help="GitHub App block name")
+    run.add_argument("--agent-credentials", default="default", help="Agent Credentials block name")
+    run.add_argument("--base-branch")
+    run.add_argument("--draft", action="store_true")
+    run.add_argument("--timeout", type=int, default=1800, help="agent timeout in seconds")
+    run.set_defaults(handler=_run)
+
+    blocks = commands.add_parser("blocks", help="Prefect blocks").add_subparsers(dest="blocks_command", required=True)
+    init = blocks.add_parser("init", help="create or update the blocks from .env / the environment")
+    init.add_argument("--name", default="default", help="name of every block document")
+    init.set_defaults(handler=_blocks_init)
+
+    images = commands.add_parser("images", help="sandbox images").add_subparsers(dest="images_command", required=True)
+    build = images.add_parser("build", help="build the sandbox images (base reused when unchanged)")
+    build.add_argument("rest", nargs=argparse.REMAINDER, help="options of the image builder (see --help)")
+    build.set_defaults(handler=_images_build)
 
     forge = commands.add_parser("forge", help="the local GitHub-compatible server").add_subparsers(
         dest="forge_command", required=True

@@ -36,3 +36,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("docker"):
             item.fixturenames.insert(0, "docker_engine")
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real Prefect API (a temporary server with its own database) for the session.
+
+    Yields the API URL, for subprocesses that must reach the same server.
+    """
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()

@@ -70,9 +70,10 @@ def route(method: str, pattern: str) -> Callable[[Callable[..., Response]], Call
     return register
 
 
-def _ref_route(method: str, pattern: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
-    """Like :func:`route` but the last ``{ref}`` may contain slashes."""
-    regex = re.compile("^" + pattern.replace("{ref}", "(?P<ref>.+)").replace("{", "(?P<").replace("}", ">[^/]+)") + "$")
+def _ref_route(method: str, pattern: str, name: str = "ref") -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Like :func:`route` but the last ``{<name>}`` may contain slashes (refs and branch names do)."""
+    tail = "{" + name + "}"
+    regex = re.compile("^" + pattern.replace(tail, f"(?P<{name}>.+)").replace("{", "(?P<").replace("}", ">[^/]+)") + "$")
 
     def register(handler: Callable[..., Response]) -> Callable[..., Response]:
         _ROUTES.append((method, regex, handler.__name__))
@@ -197,6 +198,15 @@ class RestApi:
         self._require_jwt(caller)
         app = caller.app
         return Response(200, self.shapes.integration(app, self.forge._user(app.owner), self._installation_count(app.id)))
+
+    @route("POST", "/app-manifests/{code}/conversions")
+    def convert_manifest_code(self, caller: Caller, query: dict, body: dict, code: str) -> Response:
+        from cloud_runs.forge.manifest import convert
+
+        converted = convert(self.forge, code)  # no authentication needed: the code is the credential
+        if converted is None:
+            raise ApiError(404, "Not Found", docs=f"{DOCS}/apps/apps#create-a-github-app-from-a-manifest")
+        return Response(201, converted)
 
     @route("GET", "/repos/{owner}/{repo}/installation")
     def get_repo_installation(self, caller: Caller, query: dict, body: dict, owner: str, repo: str) -> Response:
@@ -331,7 +341,7 @@ class RestApi:
         items = [self.shapes.short_branch(found, name, sha) for name, sha in branches]
         return self._paginate(items, query, f"/repos/{found.full_name}/branches")
 
-    @route("GET", "/repos/{owner}/{repo}/branches/{branch}")
+    @_ref_route("GET", "/repos/{owner}/{repo}/branches/{branch}", name="branch")
     def get_branch(self, caller: Caller, query: dict, body: dict, owner: str, repo: str, branch: str) -> Response:
         found = self._repo(caller, owner, repo, need=(("contents", "read"),))
         git = self.forge.git(found)

@@ -41,6 +41,16 @@ def test_repository_and_branch_lookups(world: World, writer: str, feature_branch
         repo.get_git_ref("heads/nope")
 
 
+def test_branch_names_with_slashes_are_found(world: World, writer: str, feature_branch: str, tmp_path: Path) -> None:
+    work = clone(world.forge, "acme/widgets", tmp_path / "widgets", writer)
+    env = git_env(world.forge, writer)
+    git("push", "-q", "origin", f"{feature_branch}:refs/heads/cloud-runs/fix-it", cwd=work, env=env)
+    repo = world.github(writer).get_repo("acme/widgets")
+    assert repo.get_branch("cloud-runs/fix-it").commit.sha == feature_branch
+    with pytest.raises(UnknownObjectException):
+        repo.get_branch("cloud-runs/missing")
+
+
 def test_pull_request_lifecycle(world: World, writer: str, feature_branch: str) -> None:
     forge = world.forge
     forge.add_collaborator("acme/widgets", "alice", permission="write")
