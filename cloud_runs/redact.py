@@ -60,6 +60,15 @@ class Redactor:
             ordered = sorted(self._secrets, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
+    def contains_secret(self, text: str) -> bool:
+        """True when ``text`` holds one of the registered secret values.
+
+        Only registered values count: a repository may legitimately hold
+        token-shaped test data or a test key, but never this run's secrets.
+        """
+        pattern = self._pattern
+        return bool(text) and pattern is not None and pattern.search(text) is not None
+
     def redact(self, text: str) -> str:
         """Returns ``text`` with every secret replaced by ``***``."""
         if not text:

@@ -84,7 +84,7 @@ def cloud_run(
         with _step(result, progress, "publish"):
             options = PublishOptions(agent_name=agent.type, summary=outcome.summary, run_url=runtime.flow_run.ui_url,
                                      draft=draft, labels=labels, reviewers=reviewers, force_push=force_push)
-            pushed, pull = publish(auth, target, changes, options)
+            pushed, pull = publish(auth, target, changes, options, redactor)
         result.status = RunStatus.PR_OPENED if pull.created else RunStatus.PR_UPDATED
         result.branch, result.head_sha, result.files_changed = pushed.branch, pushed.sha, pushed.files_changed
         result.diffstat, result.pull_request_number, result.pull_request_url = pushed.diffstat, pull.number, pull.html_url

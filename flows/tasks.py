@@ -21,7 +21,7 @@ from cloud_runs.agents import AgentResult, AgentSettings, AgentTask, run_agent
 from cloud_runs.errors import ConfigurationError, InputError, ProductionRefusal
 from cloud_runs.github.app import GitHubAppAuth, GitIdentity
 from cloud_runs.github.errors import (BranchCollisionError, GitHubAuthenticationError, GitHubNotFoundError,
-                                      GitHubPermissionError)
+                                      GitHubPermissionError, SecretInChangesError)
 from cloud_runs.github.publish import Publisher, PushResult, commit_identity_env, render_branch_name
 from cloud_runs.github.pulls import PullRequestResult, comment_on_issue, open_or_update_pull_request, render_pull_request_body
 from cloud_runs.redact import Redactor
@@ -29,7 +29,7 @@ from cloud_runs.runs import RunRequest, RunResources
 from cloud_runs.sandboxes import Sandbox, SandboxSettings
 
 PERMANENT_ERRORS = (InputError, ConfigurationError, BranchCollisionError, GitHubAuthenticationError,
-                    GitHubPermissionError, GitHubNotFoundError, ProductionRefusal)
+                    GitHubPermissionError, GitHubNotFoundError, ProductionRefusal, SecretInChangesError)
 READ_REPOSITORY = {"contents": "read", "metadata": "read"}
 READ_ISSUES = {**READ_REPOSITORY, "issues": "read"}
 CLONE = {"contents": "read"}
@@ -176,14 +176,14 @@ def collect_changes(sandbox: Sandbox, target: Target, base_sha: str) -> workspac
 
 @task(name="publish", retries=3, retry_delay_seconds=exponential_backoff(2), retry_jitter_factor=0.5,
       retry_condition_fn=_transient, cache_policy=NO_CACHE)
-def publish(auth: GitHubAppAuth, target: Target, changes: workspace.Changes, options: PublishOptions
-            ) -> tuple[PushResult, PullRequestResult]:
+def publish(auth: GitHubAppAuth, target: Target, changes: workspace.Changes, options: PublishOptions,
+            redactor: Redactor) -> tuple[PushResult, PullRequestResult]:
     """Pushes the branch from the orchestrator and opens or updates its PR; idempotent."""
     assert changes.bundle is not None
     granted = auth.app().get("permissions", {})
     pushed = Publisher(auth, target.repository).push_bundle(
         changes.bundle, base_sha=changes.base_sha, branch=target.branch, force=options.force_push,
-        expected_sha=target.existing_sha, allow_workflows=granted.get("workflows") == "write")
+        expected_sha=target.existing_sha, allow_workflows=granted.get("workflows") == "write", secrets=redactor)
     body = render_pull_request_body(summary=options.summary, diffstat=pushed.diffstat, issue=target.issue,
                                     run_url=options.run_url, agent=options.agent_name)
     pull = open_or_update_pull_request(auth.client(target.repository, PUBLISH), target.repository, head=target.branch,

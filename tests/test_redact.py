@@ -26,3 +26,10 @@ def test_pem_private_key_blocks_are_replaced_even_when_truncated():
 def test_short_values_and_plain_text_are_left_alone():
     redactor = Redactor(["abc", None, ""])
     assert redactor("abc is fine") == "abc is fine"
+
+
+def test_contains_secret_knows_only_registered_values():
+    redactor = Redactor(["sk-live-abcdef123"])
+    assert redactor.contains_secret("x=sk-live-abcdef123\n")
+    assert not redactor.contains_secret("ghs_" + "a" * 40)  # token-shaped, but not this run's
+    assert not Redactor().contains_secret("anything")

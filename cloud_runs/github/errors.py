@@ -94,3 +94,7 @@ class BranchCollisionError(CloudRunsError):
 
 class NothingToPublishError(InputError):
     """The agent's work adds no commits on top of the base."""
+
+
+class SecretInChangesError(CloudRunsError):
+    """The agent's commits hold one of the run's secret values; they are not published."""

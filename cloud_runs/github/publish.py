@@ -37,9 +37,11 @@ from cloud_runs.github.errors import (
     GitError,
     GitHubPermissionError,
     NothingToPublishError,
+    SecretInChangesError,
     WorkflowPermissionError,
 )
 from cloud_runs.github.git import git_auth_env, run_git
+from cloud_runs.redact import Redactor
 
 if TYPE_CHECKING:
     from cloud_runs.github.app import GitHubAppAuth
@@ -302,6 +304,7 @@ class Publisher:
         force: bool = False,
         expected_sha: str | None = None,
         allow_workflows: bool = False,
+        secrets: Redactor | None = None,
     ) -> PushResult:
         """Checks ``bundle`` and pushes its head to ``branch``.
 
@@ -315,6 +318,8 @@ class Publisher:
                 branch at that commit is updated when the new head descends from it.
             allow_workflows: Allow changes under ``.github/workflows/`` (the
                 push then uses a token with ``workflows: write``).
+            secrets: The run's secret values; a push whose new commits hold
+                one of them (in any file, in history, or in a message) is refused.
 
         Returns:
             The pushed commit, whether the branch was created or updated (both
@@ -322,6 +327,7 @@ class Publisher:
 
         Raises:
             InputError: Bad branch, SHA or bundle, or a head not descending from ``base_sha``.
+            SecretInChangesError: The new commits contain one of ``secrets``.
             NothingToPublishError: The bundle adds no commits.
             BranchCollisionError: The branch holds commits this run did not push.
             WorkflowPermissionError: The change touches workflows and that is
@@ -373,6 +379,8 @@ class Publisher:
                 raise NothingToPublishError(
                     "the agent made no commits on top of the base commit", hint="nothing to publish"
                 )
+            if secrets is not None:
+                self._refuse_secrets(repo, plain_env, base_sha, head_sha, secrets)
             files, diffstat, insertions, deletions = self._diff(repo, plain_env, base_sha, head_sha)
             touches_workflows = any(path.startswith(WORKFLOWS_DIR) for path in files)
             if touches_workflows and not allow_workflows:
@@ -452,6 +460,19 @@ class Publisher:
                 return False
             raise
         return True
+
+    def _refuse_secrets(self, repo: Path, env: dict[str, str], base: str, head: str, secrets: Redactor) -> None:
+        """Reads every object the push would add (blobs of all new commits, not
+        just the final tree, and their messages) and refuses any secret in them."""
+        listed = run_git(["rev-list", "--objects", head, f"^{base}"], cwd=repo, env=env, timeout=self.timeout)
+        names = "\n".join(line.split(" ", 1)[0] for line in listed.splitlines() if line) + "\n"
+        contents = run_git(["cat-file", "--batch"], cwd=repo, env=env, timeout=self.timeout, input=names.encode())
+        if secrets.contains_secret(contents):
+            raise SecretInChangesError(
+                "the agent's commits contain a secret value of this run (for example its model API key); "
+                "nothing was pushed",
+                hint="look at what the agent wrote (the run's logs); never let an agent write credentials into files",
+            )
 
     def _diff(self, repo: Path, env: dict[str, str], base: str, head: str) -> tuple[list[str], str, int, int]:
         names = run_git(["diff", "--name-only", "-z", "--no-renames", base, head], cwd=repo, env=env,

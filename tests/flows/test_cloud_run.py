@@ -267,3 +267,21 @@ def test_cancelling_a_running_flow_leaves_no_sandbox_and_no_live_token(world, pr
     assert [ref for ref in LocalSandboxSettings().list_sandboxes() if ref.id not in before] == [], log
     assert all(t.revoked for t in world.forge.tokens[tokens_before:]), log
     assert "Cloud run: cancelled" in "".join(_artifact_texts())
+
+
+def test_changes_holding_a_secret_of_the_run_are_never_pushed(world):
+    """An agent that writes its model key into the repository (even in a commit it later reverts)."""
+    repository, _ = world.new_repository(issue=False)
+    leaky = CommandAgent(command=["sh", "-c", 'cd "$1" && printf "%s\\n" "$ANTHROPIC_API_KEY" > .env && git add .env '
+                                  '&& git -c user.name=a -c user.email=a@b commit -qm oops && git rm -q .env '
+                                  '&& git -c user.name=a -c user.email=a@b commit -qm "remove it"', "leak", "{repo_dir}"],
+                         secrets=["ANTHROPIC_API_KEY"])
+    state = cloud_run(repository=repository, prompt="Leak", agent=leaky, sandbox="local/test", return_state=True,
+                      **COMMON)
+
+    assert state.is_failed() and "contain a secret value" in state.message
+    assert MODEL_KEY not in state.message
+    assert subprocess.run(["git", "--git-dir", str(world.forge.repo_path(repository)), "for-each-ref", "--format=%(refname)", "refs/heads"],
+                          capture_output=True, text=True, timeout=30).stdout.split() == ["refs/heads/main"]
+    assert world.forge.pulls(repository) == []
+    assert_no_live_tokens(world)
