@@ -42,6 +42,7 @@ def init_blocks(settings: Settings, name: str = "default") -> list[str]:
         ModalCredentials(token_id=settings.modal_token_id, token_secret=SecretStr(settings.modal_token_secret)).save(
             name, overwrite=True)
         saved.append(f"Modal Credentials {name!r}: token id {settings.modal_token_id}")
-        ModalSandboxBlock(app_name=settings.modal_app_name, credentials_block=name).save(name, overwrite=True)
+        ModalSandboxBlock(app_name=settings.modal_app_name, credentials=ModalCredentials.load(name)).save(
+            name, overwrite=True)
         saved.append(f"Modal Sandbox {name!r}: app {settings.modal_app_name}")
     return saved
