@@ -1,4 +1,4 @@
-"""The ``cloud-runs`` command line.
+"""Cloud Runs: coding agents in isolated sandboxes, their work published as pull requests.
 
 Each subcommand imports what it needs when it runs, so ``cloud-runs --help``
 stays fast and never imports Prefect, Docker or Modal.
@@ -52,6 +52,18 @@ def _images_build(args: argparse.Namespace) -> int:
     return main(args.rest)
 
 
+def _app_create(args: argparse.Namespace) -> int:
+    from cloud_runs.setup.app_create import main
+
+    return main(args)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from cloud_runs.setup.doctor import main
+
+    return main(args)
+
+
 def _forge_serve(args: argparse.Namespace) -> int:
     from cloud_runs.forge.cli import serve
 
@@ -80,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--draft", action="store_true")
     run.add_argument("--timeout", type=int, default=1800, help="agent timeout in seconds")
     run.set_defaults(handler=_run)
+
+    from cloud_runs.setup import app_create, doctor
+
+    app = commands.add_parser("app", help="the GitHub App").add_subparsers(dest="app_command", required=True)
+    create = app.add_parser("create", help="register the GitHub App from a manifest; write .env and the block")
+    app_create.add_arguments(create)
+    create.set_defaults(handler=_app_create)
+
+    check = commands.add_parser("doctor", help="check the set-up: each problem with its fix")
+    doctor.add_arguments(check)
+    check.set_defaults(handler=_doctor)
 
     blocks = commands.add_parser("blocks", help="Prefect blocks").add_subparsers(dest="blocks_command", required=True)
     init = blocks.add_parser("init", help="create or update the blocks from .env / the environment")

@@ -78,6 +78,7 @@ class Forge:
         self._requests: list[RequestRecord] = []
         self._faults: list[FaultRule] = []
         self._rate: dict[str, list[float]] = {}  # credential key -> [window start, used]
+        self._manifest_codes: dict[str, Any] = {}  # App manifest flow: code -> PendingCode (not persisted)
         self._server: Any = None
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cloud_runs.forge.auth import AuthFailure, Caller, resolve_caller
 from cloud_runs.forge.git_http import is_git_path, serve_git
+from cloud_runs.forge.manifest import ManifestPages, is_manifest_path
 from cloud_runs.forge.payloads import DOCS, error, iso
 from cloud_runs.forge.rest import ApiError, Response, RestApi
 from cloud_runs.forge.state import FaultRule, RequestRecord
@@ -39,6 +40,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     forge: Forge
     api: RestApi
+    manifest_pages: ManifestPages
 
 
 def make_server(forge: Forge, host: str, port: int) -> ThreadingHTTPServer:
@@ -46,6 +48,7 @@ def make_server(forge: Forge, host: str, port: int) -> ThreadingHTTPServer:
     server = _Server((host, port), _Handler)
     server.forge = forge
     server.api = RestApi(forge)
+    server.manifest_pages = ManifestPages(forge)
     return server
 
 
@@ -135,6 +138,10 @@ class _Handler(BaseHTTPRequestHandler):
                     _note_caller(record, response.caller)
                 self._send(response.status, response.headers, response.body)
                 record.status = response.status
+            elif is_manifest_path(path):
+                status, headers, page = self.server.manifest_pages.serve(self.command, path, query, body)
+                self._send(status, headers, page)
+                record.status = status
             else:
                 record.status = self._serve_page(path)
         except Exception as e:  # a forge bug must surface as a 500, not a dropped connection
