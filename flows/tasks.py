@@ -145,7 +145,6 @@ def clone_repository(auth: GitHubAppAuth, sandbox: Sandbox, target: Target, reda
     token = auth.token(target.repository, CLONE)
     redactor.add(token.value)
     try:
-        sandbox.exec(["rm", "-rf", workspace.REPO_DIR])  # a retried clone starts clean
         start = target.branch if target.existing_sha else target.base_branch
         base_sha = workspace.clone(sandbox, clone_url=target.clone_url, token=token.value, branch=start,
                                    on_output=lambda _stream, line: log.info(line))
