@@ -7,6 +7,7 @@ stays fast and never imports Prefect, Docker or Modal.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -127,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Without PREFECT_API_URL, Prefect starts an embedded server: a cold first
+    # start takes about 26 s here, over its 20 s default; nothing answers telemetry.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         return int(args.handler(args) or 0)
     except CloudRunsError as error:

@@ -11,10 +11,8 @@ and where to see the run.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,10 +116,6 @@ def save_demo_blocks(app, forge_api_url: str, sandbox: str) -> str:  # noqa: ANN
 
 
 def run_demo(*, sandbox: str | None = None, keep: bool = False) -> DemoOutcome:
-    # A cold first start of the embedded Prefect server takes about 26 s here,
-    # over Prefect's 20 s default; and nothing outside answers telemetry.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from cloud_runs.agents import ScriptedAgent
     from cloud_runs.forge import Forge
     from cloud_runs.settings import load_settings
@@ -170,7 +164,3 @@ def _report(result, forge) -> None:  # noqa: ANN001
 def main(args) -> int:  # noqa: ANN001
     outcome = run_demo(sandbox=args.sandbox, keep=args.keep)
     return 0 if outcome.result.pull_request_url else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(None))
