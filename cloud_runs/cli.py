@@ -65,6 +65,12 @@ def _doctor(args: argparse.Namespace) -> int:
     return main(args)
 
 
+def _deploy(args: argparse.Namespace) -> int:
+    from cloud_runs.deploy import run
+
+    return run(args)
+
+
 def _forge_serve(args: argparse.Namespace) -> int:
     from cloud_runs.forge.cli import serve
 
@@ -94,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=int, default=1800, help="agent timeout in seconds")
     run.set_defaults(handler=_run)
 
+    from cloud_runs import deploy
     from cloud_runs.setup import app_create, doctor
 
     app = commands.add_parser("app", help="the GitHub App").add_subparsers(dest="app_command", required=True)
@@ -109,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     init = blocks.add_parser("init", help="create or update the blocks from .env / the environment")
     init.add_argument("--name", default="default", help="name of every block document")
     init.set_defaults(handler=_blocks_init)
+
+    deploy.build_parser(commands.add_parser("deploy", help="create the work pools, then deploy prefect.yaml"))
+    commands.choices["deploy"].set_defaults(handler=_deploy)
 
     images = commands.add_parser("images", help="sandbox images").add_subparsers(dest="images_command", required=True)
     build = images.add_parser("build", help="build the sandbox images (base reused when unchanged)")
