@@ -11,12 +11,17 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cloud_runs.errors import CloudRunsError, InputError
 from cloud_runs.github.publish import DEFAULT_BRANCH_TEMPLATE, render_branch_name
+
+if TYPE_CHECKING:
+    from cloud_runs.agents import AgentResult
+    from cloud_runs.github.publish import PushResult
+    from cloud_runs.github.pulls import PullRequestResult
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +117,21 @@ class RunResult(BaseModel):
     cost_usd: float | None = None
     error: str | None = None
     step_seconds: dict[str, float] = Field(default_factory=dict)
+
+    def record_agent(self, outcome: AgentResult, *, base_branch: str) -> None:
+        """Takes in what the agent reported; a failed or timed-out agent ends the run."""
+        self.base_branch = base_branch
+        self.agent_summary, self.cost_usd = outcome.summary, outcome.cost_usd
+        self.input_tokens, self.output_tokens = outcome.input_tokens, outcome.output_tokens
+        if not outcome.ok:
+            self.status = RunStatus.TIMED_OUT if outcome.status == "timed_out" else RunStatus.FAILED
+            self.error = f"the agent {outcome.status.replace('_', ' ')} (exit {outcome.exit_code}):\n{outcome.output_tail}"
+
+    def record_publication(self, pushed: PushResult, pull: PullRequestResult) -> None:
+        self.status = RunStatus.PR_OPENED if pull.created else RunStatus.PR_UPDATED
+        self.branch, self.head_sha, self.files_changed, self.diffstat = (
+            pushed.branch, pushed.sha, pushed.files_changed, pushed.diffstat)
+        self.pull_request_number, self.pull_request_url = pull.number, pull.html_url
 
 
 class RunFailed(CloudRunsError):

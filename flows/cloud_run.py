@@ -14,19 +14,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from typing import Annotated
+
 from prefect import flow, runtime
 from prefect.exceptions import TerminationSignal
 from prefect.states import Failed
-from typing import Annotated
-
 from pydantic import Field
 
 from blocks import load_run_blocks
 from cloud_runs.agents import AgentSettings, ClaudeCodeAgent
 from cloud_runs.redact import Redactor
-from cloud_runs.runs import DEFAULT_BRANCH_TEMPLATE, RunRequest, RunFailed, RunResources, RunResult, RunStatus
+from cloud_runs.runs import DEFAULT_BRANCH_TEMPLATE, RunFailed, RunRequest, RunResources, RunResult, RunStatus
 from flows import reporting
-from flows.tasks import PublishOptions, authenticate, clone_repository, collect_changes, provision_sandbox, publish, run_agent_step
+from flows.tasks import (PublishOptions, authenticate, clone_repository, collect_changes, provision_sandbox, publish,
+                         run_agent_step)
 
 
 def _release_hook(flow, flow_run, state) -> None:  # noqa: ANN001 - Prefect's hook signature
@@ -39,7 +40,7 @@ def cloud_run(
     prompt: Annotated[str | None, Field(description="What the agent should do. Optional when an issue is given.")] = None,
     issue: Annotated[int | None, Field(gt=0, description="Issue number whose title and body become the task.")] = None,
     agent: Annotated[AgentSettings, Field(description="The coding agent and its options.")] = ClaudeCodeAgent(),
-    sandbox: Annotated[str, Field(description="Sandbox block as provider/name: local/NAME, docker/NAME or modal/NAME.")] = "docker/default",
+    sandbox: Annotated[str, Field(description="Sandbox block: docker/NAME, modal/NAME or local/NAME.")] = "docker/default",
     github_app: Annotated[str, Field(description="Name of the GitHub App block.")] = "default",
     agent_credentials: Annotated[str, Field(description="Name of the Agent Credentials block.")] = "default",
     base_branch: Annotated[str | None, Field(description="Branch to start from; default: the repository's.")] = None,
@@ -48,10 +49,11 @@ def cloud_run(
     labels: Annotated[list[str], Field(description="Labels for the pull request.")] = [],
     reviewers: Annotated[list[str], Field(description="Users asked to review.")] = [],
     agent_timeout_seconds: Annotated[int, Field(gt=0, description="Wall-clock limit for the agent.")] = 1800,
-    force_push: Annotated[bool, Field(description="Replace the branch if it exists (only for branches this tool owns).")] = False,
+    force_push: Annotated[bool, Field(description="Replace the run's branch if it holds other commits.")] = False,
 ) -> RunResult:
     run_id = str(runtime.flow_run.id)
-    request = RunRequest.validated(repository=repository, prompt=prompt, issue=issue, base_branch=base_branch, branch_template=branch)
+    request = RunRequest.validated(repository=repository, prompt=prompt, issue=issue, base_branch=base_branch,
+                                   branch_template=branch)
     blocks = load_run_blocks(github_app=github_app, sandbox=sandbox, agent_credentials=agent_credentials,
                              agent=agent, agent_timeout_seconds=agent_timeout_seconds)
     redactor = Redactor([blocks.private_key, *blocks.secrets.values()])
@@ -59,44 +61,43 @@ def cloud_run(
     progress = reporting.Progress(steps=6)
     auth = blocks.app.get_auth()
     RunResources.add(run_id, "GitHub tokens", auth.revoke_all)
+    target = None
     try:
         with _step(result, progress, "authenticate+provision"):
             target_future = authenticate.submit(auth, request, run_id)
             sandbox_future = provision_sandbox.submit(blocks.sandbox, run_id)
             target, box = target_future.result(), sandbox_future.result()
-        result.base_branch = target.base_branch
         with _step(result, progress, "clone"):
             base_sha = clone_repository(auth, box, target, redactor)
         with _step(result, progress, "agent"):
-            outcome = run_agent_step(box, agent, target, blocks.secrets, blocks.endpoints, agent_timeout_seconds, redactor)
-        result.agent_summary, result.cost_usd = outcome.summary, outcome.cost_usd
-        result.input_tokens, result.output_tokens = outcome.input_tokens, outcome.output_tokens
-        if outcome.status != "succeeded":
-            result.status = RunStatus.TIMED_OUT if outcome.status == "timed_out" else RunStatus.FAILED
-            result.error = f"the agent {outcome.status.replace('_', ' ')} (exit {outcome.exit_code}):\n{outcome.output_tail}"
-            result = reporting.finish(result, target, redactor)
-            return Failed(message=result.error, data=RunFailed(result))
-        with _step(result, progress, "collect"):
-            changes = collect_changes(box, target, base_sha)
-        if changes.empty:
-            result.status = RunStatus.NO_CHANGES
-            return reporting.finish(result, target, redactor)
-        with _step(result, progress, "publish"):
-            options = PublishOptions(agent_name=agent.type, summary=outcome.summary, run_url=runtime.flow_run.ui_url,
-                                     draft=draft, labels=labels, reviewers=reviewers, force_push=force_push)
-            pushed, pull = publish(auth, target, changes, options, redactor)
-        result.status = RunStatus.PR_OPENED if pull.created else RunStatus.PR_UPDATED
-        result.branch, result.head_sha, result.files_changed = pushed.branch, pushed.sha, pushed.files_changed
-        result.diffstat, result.pull_request_number, result.pull_request_url = pushed.diffstat, pull.number, pull.html_url
-        return reporting.finish(result, target, redactor)
+            outcome = run_agent_step(box, agent, target, blocks.secrets, blocks.endpoints, agent_timeout_seconds,
+                                     redactor)
+        result.record_agent(outcome, base_branch=target.base_branch)
+        if outcome.ok:
+            with _step(result, progress, "collect"):
+                changes = collect_changes(box, target, base_sha)
+            if changes.empty:
+                result.status = RunStatus.NO_CHANGES
+            else:
+                with _step(result, progress, "publish"):
+                    options = PublishOptions(agent_name=agent.type, summary=outcome.summary,
+                                             run_url=runtime.flow_run.ui_url, draft=draft, labels=labels,
+                                             reviewers=reviewers, force_push=force_push)
+                    pushed, pull = publish(auth, target, changes, options, redactor)
+                result.record_publication(pushed, pull)
     except TerminationSignal:  # cancellation reaches a flow run process as SIGTERM
-        RunResources.release(run_id)  # first: nothing may outlive the run
-        result.status = RunStatus.CANCELLED
-        reporting.finish(result, None, redactor)
+        result.status, result.error = RunStatus.CANCELLED, "the run was cancelled"
+        raise
+    except Exception as error:
+        result.error = str(error)
         raise
     finally:
         with _step(result, progress, "teardown"):
             RunResources.release(run_id)
+        result = reporting.finish(result, target, redactor)
+    if result.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+        return Failed(message=result.error, data=RunFailed(result))
+    return result
 
 
 @contextmanager
@@ -106,4 +107,4 @@ def _step(result: RunResult, progress: reporting.Progress, name: str) -> Iterato
         yield
     finally:
         result.step_seconds[name] = round(time.monotonic() - started, 3)
-        progress.advance(name)
+        progress.advance(name, last=name == "teardown")

@@ -5,6 +5,7 @@ Everything written here passes through the run's redactor first.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_progress_artifact, update_progress_artifact
@@ -16,32 +17,45 @@ from cloud_runs.runs import RunResult, RunStatus
 if TYPE_CHECKING:
     from flows.tasks import Target
 
+logger = logging.getLogger(__name__)
+
 PR_OPENED_EVENT = "cloud-runs.pull-request.opened"
 PR_UPDATED_EVENT = "cloud-runs.pull-request.updated"
 RUN_FAILED_EVENT = "cloud-runs.run.failed"
 
 
 class Progress:
-    """A progress artifact that moves as steps finish."""
+    """A progress artifact that moves as steps finish (best effort, like all reporting)."""
 
     def __init__(self, steps: int) -> None:
         self._steps, self._done = steps, 0
         self._id = create_progress_artifact(progress=0.0, key="cloud-run-progress", description="Steps finished")
 
-    def advance(self, step: str) -> None:
-        self._done = min(self._done + 1, self._steps)
-        update_progress_artifact(self._id, progress=100.0 * self._done / self._steps, description=f"finished: {step}")
+    def advance(self, step: str, *, last: bool = False) -> None:
+        self._done = self._steps if last else min(self._done + 1, self._steps)
+        try:
+            update_progress_artifact(self._id, progress=100.0 * self._done / self._steps, description=f"finished: {step}")
+        except Exception as error:  # noqa: BLE001
+            logger.warning("could not update the progress artifact: %s", type(error).__name__)
 
 
 def finish(result: RunResult, target: Target | None, redactor: Redactor) -> RunResult:
-    """Writes the summary artifacts and emits the run's event; returns the redacted result."""
+    """Writes the summary artifacts and emits the run's event; returns the redacted result.
+
+    Best effort: it also runs while a failure or cancellation propagates, and
+    must not replace that error with its own.
+    """
     result = RunResult.model_validate_json(redactor(result.model_dump_json()))
-    if result.pull_request_url:
-        create_link_artifact(link=result.pull_request_url, link_text=f"{result.repository}#{result.pull_request_number}",
-                             key="pull-request", description="The pull request this run opened or updated")
-    create_markdown_artifact(markdown=redactor(summary_markdown(result, target)), key="cloud-run-summary",
-                             description="What the run did")
-    _emit(result)
+    try:
+        if result.pull_request_url:
+            create_link_artifact(link=result.pull_request_url,
+                                 link_text=f"{result.repository}#{result.pull_request_number}",
+                                 key="pull-request", description="The pull request this run opened or updated")
+        create_markdown_artifact(markdown=redactor(summary_markdown(result, target)), key="cloud-run-summary",
+                                 description="What the run did")
+        _emit(result)
+    except Exception as error:  # noqa: BLE001 - reporting never fails a run
+        logger.warning("could not write the run's summary: %s", redactor(str(error)))
     return result
 
 
@@ -71,7 +85,8 @@ def summary_markdown(result: RunResult, target: Target | None) -> str:
 
 def _emit(result: RunResult) -> None:
     event = {RunStatus.PR_OPENED: PR_OPENED_EVENT, RunStatus.PR_UPDATED: PR_UPDATED_EVENT,
-             RunStatus.FAILED: RUN_FAILED_EVENT, RunStatus.TIMED_OUT: RUN_FAILED_EVENT}.get(result.status)
+             RunStatus.FAILED: RUN_FAILED_EVENT, RunStatus.TIMED_OUT: RUN_FAILED_EVENT,
+             RunStatus.CANCELLED: RUN_FAILED_EVENT}.get(result.status)
     if event is None:
         return
     emit_event(
