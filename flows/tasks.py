@@ -188,7 +188,7 @@ def publish(auth: GitHubAppAuth, target: Target, changes: workspace.Changes, opt
     pull = open_or_update_pull_request(auth.client(target.repository, PUBLISH), target.repository, head=target.branch,
                                        base=target.base_branch, title=target.title, body=body, draft=options.draft,
                                        labels=options.labels, reviewers=options.reviewers)
-    if pull.created and target.issue is not None and granted.get("issues") == "write":
+    if target.issue is not None and granted.get("issues") == "write":  # posted once per PR (marked)
         comment_on_issue(auth.client(target.repository, COMMENT), target.repository, target.issue,
                          f"Cloud Runs opened {pull.html_url} for this issue.")
     return pushed, pull

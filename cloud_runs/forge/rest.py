@@ -618,6 +618,20 @@ class RestApi:
         response.headers["Location"] = response.body["url"]
         return response
 
+    @route("PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}")
+    def update_comment(self, caller: Caller, query: dict, body: dict, owner: str, repo: str, comment_id: str) -> Response:
+        found = self._visible_repo(caller, owner, repo)
+        for issue in found.issues.values():
+            for comment in issue.comments:
+                if str(comment.id) == comment_id:
+                    self._issue_need(caller, found, str(issue.number), "write")
+                    text = body.get("body") if isinstance(body, dict) else None
+                    if not isinstance(text, str) or not text:
+                        raise validation_failed({"resource": "IssueComment", "field": "body", "code": "missing_field"})
+                    comment.body, comment.updated_at = text, self.forge.now()
+                    return Response(200, self._comment_body(found, issue, comment))
+        raise ApiError(404, "Not Found", docs=f"{DOCS}/issues/comments#update-an-issue-comment")
+
     @route("GET", "/repos/{owner}/{repo}/issues/{number}/labels")
     def list_labels(self, caller: Caller, query: dict, body: dict, owner: str, repo: str, number: str) -> Response:
         found, issue = self._issue_need(caller, self._visible_repo(caller, owner, repo), number, "read")

@@ -96,13 +96,17 @@ def test_response_shapes_match_github_openapi(github_openapi: OpenApi, world: Wo
     check(gh, "GET", issue, "/repos/acme/widgets/issues/9999", 404)
     for target in (issue_number, number):
         check(gh, "POST", f"{issue}/comments", f"/repos/acme/widgets/issues/{target}/comments", 201, {"body": "hi"})
-        check(gh, "GET", f"{issue}/comments", f"/repos/acme/widgets/issues/{target}/comments", 200)
+        comments = check(gh, "GET", f"{issue}/comments", f"/repos/acme/widgets/issues/{target}/comments", 200)
+        check(gh, "PATCH", f"{REPO}/issues/comments/{{comment_id}}",
+              f"/repos/acme/widgets/issues/comments/{comments[-1]['id']}", 200, {"body": "edited"})
         check(gh, "POST", f"{issue}/labels", f"/repos/acme/widgets/issues/{target}/labels", 200,
               {"labels": ["cloud-run", "extra"]})  # fmt: skip
         check(gh, "GET", f"{issue}/labels", f"/repos/acme/widgets/issues/{target}/labels", 200)
         check(gh, "DELETE", f"{issue}/labels/{{name}}", f"/repos/acme/widgets/issues/{target}/labels/extra", 200)
         check(gh, "DELETE", f"{issue}/labels/{{name}}", f"/repos/acme/widgets/issues/{target}/labels/extra", 404)
     check(gh, "POST", f"{issue}/comments", f"/repos/acme/widgets/issues/{issue_number}/comments", 422, {"body": ""})
+    check(gh, "PATCH", f"{REPO}/issues/comments/{{comment_id}}",
+          f"/repos/acme/widgets/issues/comments/{comments[-1]['id']}", 422, {"body": ""})
 
     users = "/users/{username}"
     check(gh, "GET", users, "/users/cloud-runs-dev%5Bbot%5D", 200)

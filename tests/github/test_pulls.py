@@ -196,11 +196,6 @@ def test_comment_on_issue_once_even_when_retried(pr_world):
     assert pr_world.waits == [1.0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the forge does not serve PATCH /repos/{owner}/{repo}/issues/comments/{id} yet (GitHub does); "
-    "strict, so this fails loudly once it does and the mark must go",
-)
 def test_comment_with_the_same_key_is_updated_in_place(pr_world):
     forge = pr_world.forge
     number = forge.create_issue(pr_world.repository, "Add dark mode", "", user="alice")
