@@ -1,4 +1,7 @@
-"""One real `prefect server start`, one forge, the deployments and a process worker, for the whole session.
+"""One real `prefect server start`, one forge, the deployments and a process worker, for this package.
+
+Package-scoped: the server and its settings go away after these tests, so the
+rest of the session keeps talking to its own API.
 
 The server runs in a temporary PREFECT_HOME on a free port; the test process
 and every subprocess (deploy, workers, flow runs) talk to it through
@@ -78,7 +81,7 @@ class PrefectServer:
         return result
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_server(tmp_path_factory) -> PrefectServer:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -145,7 +148,7 @@ class World:
         return name, issue
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def world(prefect_server, tmp_path_factory) -> World:
     from blocks import DockerSandboxBlock, LocalSandboxBlock
     from cloud_runs.forge import Forge
@@ -164,7 +167,7 @@ def world(prefect_server, tmp_path_factory) -> World:
         forge.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def deployed(prefect_server) -> str:
     """`cloud_runs.deploy` against the session's server; returns its output."""
     result = subprocess.run([sys.executable, "-m", "cloud_runs.deploy", "--pool-limit", "local=8"],
@@ -190,7 +193,7 @@ class Worker:
         return self.log.read_text(errors="replace")[-chars:]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_worker(prefect_server, deployed, tmp_path_factory):
     # Only the default queue: the reaper test runs its flow run on a queue of its
     # own, served by a worker it kills.
