@@ -17,6 +17,7 @@ import pytest
 from cloud_runs.errors import InputError, ProductionRefusal
 from cloud_runs.sandboxes import RUN_ID_LABEL, SandboxError, SandboxStatus
 from cloud_runs.sandboxes.base import CREATED_AT_LABEL, EXPIRES_AT_LABEL
+from tests.sandboxes.conftest import make_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -180,12 +181,13 @@ def test_lifetime_ends_the_sandbox_without_the_orchestrator(provider, settings, 
             assert sandbox_id.removeprefix("sb-").encode() not in environ, "the sandbox's process outlived it"
 
 
-@pytest.mark.parametrize("environment", ["production"])
-def test_docker_and_local_refuse_production(provider, settings, monkeypatch, environment):
-    if provider not in ("local", "docker"):
-        pytest.skip("only local and docker refuse production; modal is the production provider")
+@pytest.mark.parametrize("provider", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_docker_and_local_refuse_production(provider, tmp_path, monkeypatch):
+    """Only these two refuse: modal is the production provider."""
+    monkeypatch.chdir(tmp_path)  # no stray .env decides the environment
+    settings = make_settings(provider, tmp_path)
     before = settings.list_sandboxes()
-    monkeypatch.setenv("CLOUD_RUNS_ENVIRONMENT", environment)
+    monkeypatch.setenv("CLOUD_RUNS_ENVIRONMENT", "production")
     with pytest.raises(ProductionRefusal, match="production") as caught:
         settings.create(run_id="prod-run")
     assert "modal" in caught.value.hint
