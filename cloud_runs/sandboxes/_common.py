@@ -18,8 +18,25 @@ from cloud_runs.sandboxes.base import (
     EXPIRES_AT_LABEL,
     LABEL_PREFIX,
     RUN_ID_LABEL,
+    ExecResult,
     OutputCallback,
 )
+
+#: Writes stdin to $1 with mode $2, creating parent directories (one exec per file).
+WRITE_FILE_SCRIPT = 'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"'
+
+
+def under_kill_timeout(args: Sequence[str], seconds: float) -> list[str]:
+    """``args`` under coreutils' ``timeout``: SIGKILL when ``seconds`` pass, inside the sandbox,
+    so a command ends on time even if the orchestrator's connection is gone."""
+    return ["timeout", "-s", "KILL", f"{seconds:.3f}", *args]
+
+
+def timed_exec_result(code: int, deadline: Deadline, killed_codes: Sequence[int]) -> ExecResult:
+    """The result of a command run :func:`under_kill_timeout`: killed at its deadline means timed out."""
+    seconds = deadline.seconds or 0.0
+    timed_out = code in killed_codes and deadline.elapsed() >= seconds - 0.05
+    return ExecResult(exit_code=-1 if timed_out else code, timed_out=timed_out, duration_seconds=deadline.elapsed())
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from cloud_runs.sandboxes._common import (
+    WRITE_FILE_SCRIPT,
     Deadline,
     LineSplitter,
     check_argv,
@@ -44,6 +45,8 @@ from cloud_runs.sandboxes._common import (
     labels_match,
     refuse_in_production,
     sandbox_labels,
+    timed_exec_result,
+    under_kill_timeout,
 )
 from cloud_runs.sandboxes.base import (
     RUN_ID_LABEL,
@@ -234,7 +237,7 @@ class DockerSandbox(Sandbox):
         args = check_argv(argv)
         seconds = float(timeout if timeout is not None else self.settings.exec_timeout_seconds)
         deadline = Deadline(seconds)
-        wrapped = ["timeout", "-s", "KILL", f"{seconds:.3f}", *args]
+        wrapped = under_kill_timeout(args, seconds)
         lock = threading.Lock()
         splitters = {1: LineSplitter("stdout", on_output, lock), 2: LineSplitter("stderr", on_output, lock)}
         exec_id, stream_ended = self._run(
@@ -245,16 +248,13 @@ class DockerSandbox(Sandbox):
             splitter.close()
         if not stream_ended:
             return ExecResult(exit_code=-1, timed_out=True, duration_seconds=deadline.elapsed())
-        code = self._exit_code(exec_id)
-        timed_out = code == KILLED_EXIT_CODE and deadline.elapsed() >= seconds - 0.05
-        return ExecResult(exit_code=-1 if timed_out else code, timed_out=timed_out, duration_seconds=deadline.elapsed())
+        return timed_exec_result(self._exit_code(exec_id), deadline, (KILLED_EXIT_CODE,))
 
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
         check_sandbox_path(path)
-        script = 'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"'
         errors: list[bytes] = []
         exec_id, _ = self._run(
-            ["sh", "-c", script, "write_file", path, format(mode, "o")],
+            ["sh", "-c", WRITE_FILE_SCRIPT, "write_file", path, format(mode, "o")],
             stdin=bytes(data), wait_seconds=self.settings.api_timeout_seconds,
             on_frame=lambda stream, chunk: errors.append(chunk) if stream == 2 else None,
         )

@@ -41,12 +41,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, SecretStr
 
 from cloud_runs.sandboxes._common import (
+    WRITE_FILE_SCRIPT,
     Deadline,
     LineSplitter,
     check_argv,
     check_sandbox_path,
     labels_match,
     sandbox_labels,
+    timed_exec_result,
+    under_kill_timeout,
 )
 from cloud_runs.sandboxes.base import (
     ExecResult,
@@ -262,7 +265,7 @@ class ModalSandbox(Sandbox):
         deadline = Deadline(seconds)
         lock = threading.Lock()
         process = self._start(
-            ["timeout", "-s", "KILL", f"{seconds:.3f}", *args],
+            under_kill_timeout(args, seconds),
             cwd=cwd, env=env, user=user, modal_timeout=math.ceil(seconds) + EXEC_GRACE_SECONDS,
         )
         readers = [
@@ -274,13 +277,11 @@ class ModalSandbox(Sandbox):
         code = process.wait()
         for reader in readers:
             reader.join(EXEC_GRACE_SECONDS)
-        timed_out = code in KILLED_EXIT_CODES and deadline.elapsed() >= seconds - 0.05
-        return ExecResult(exit_code=-1 if timed_out else code, timed_out=timed_out, duration_seconds=deadline.elapsed())
+        return timed_exec_result(code, deadline, KILLED_EXIT_CODES)
 
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
         check_sandbox_path(path)
-        script = 'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"'
-        process = self._start(["sh", "-c", script, "write_file", path, format(mode, "o")])
+        process = self._start(["sh", "-c", WRITE_FILE_SCRIPT, "write_file", path, format(mode, "o")])
         view = memoryview(bytes(data))
         for start in range(0, len(view), STDIN_CHUNK_BYTES):
             process.stdin.write(view[start : start + STDIN_CHUNK_BYTES].tobytes())
