@@ -137,7 +137,7 @@ def run_demo(*, sandbox: str | None = None, keep: bool = False) -> DemoOutcome:
         result = cloud_run(repository=DEMO_REPOSITORY, issue=issue, agent=ScriptedAgent(steps=FIX_STEPS),
                            sandbox=reference, github_app=DEMO_BLOCK, agent_credentials=DEMO_BLOCK,
                            labels=["cloud-runs"], agent_timeout_seconds=600)
-        _report(result, forge)
+        _report(result, keep=keep)
         if keep:
             print(f"demo: the forge keeps serving at {forge.url} until Ctrl-C")
             forge.wait()
@@ -147,10 +147,10 @@ def run_demo(*, sandbox: str | None = None, keep: bool = False) -> DemoOutcome:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _report(result, forge) -> None:  # noqa: ANN001
+def _report(result, *, keep: bool) -> None:  # noqa: ANN001
     print()
     print(f"status:        {result.status.value}")
-    print(f"pull request:  {result.pull_request_url}")
+    print(f"pull request:  {result.pull_request_url}" + ("" if keep else "  (the forge stops with the demo; --keep keeps it)"))
     print(f"branch:        {result.branch} at {(result.head_sha or '')[:12]}")
     print(f"agent summary: {result.agent_summary}")
     print("diffstat:")
