@@ -169,7 +169,7 @@ def world(prefect_server, tmp_path_factory) -> World:
 
 @pytest.fixture(scope="package")
 def deployed(prefect_server) -> str:
-    """`cloud_runs.deploy` against the session's server; returns its output."""
+    """`cloud_runs.deploy` against this package's server; returns its output."""
     result = subprocess.run([sys.executable, "-m", "cloud_runs.deploy", "--pool-limit", "local=8"],
                             env=prefect_server.env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"deploy failed:\n{result.stdout}\n{result.stderr}"
