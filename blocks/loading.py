@@ -10,6 +10,7 @@ from prefect.blocks.core import Block
 from blocks.agent_credentials import AgentCredentials
 from blocks.github_app import GitHubApp
 from blocks.sandboxes import SANDBOX_BLOCKS
+from cloud_runs.agents import AgentSettings
 from cloud_runs.errors import InputError
 from cloud_runs.sandboxes import SandboxSettings
 
@@ -52,7 +53,8 @@ def parse_sandbox_reference(reference: str) -> tuple[type[Block], str]:
     return SANDBOX_BLOCKS[provider], name
 
 
-def load_run_blocks(*, github_app: str, sandbox: str, agent_credentials: str, agent, agent_timeout_seconds: int) -> RunBlocks:  # noqa: ANN001
+def load_run_blocks(*, github_app: str, sandbox: str, agent_credentials: str, agent: AgentSettings,
+                    agent_timeout_seconds: int) -> RunBlocks:
     """Loads and cross-checks the blocks a run names.
 
     Raises:
