@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import re
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cloud_runs.errors import CloudRunsError, InputError
+from cloud_runs.github.app import validate_repository as validate_github_repository
 from cloud_runs.github.publish import DEFAULT_BRANCH_TEMPLATE, render_branch_name
 
 if TYPE_CHECKING:
@@ -25,24 +25,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# GitHub's rules: owner is alphanumerics and single hyphens; repository names add
-# dots and underscores. Anything else (slashes, "..", spaces, shell
-# metacharacters) is refused before any request leaves the process.
-_OWNER = r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}"
-_NAME = r"[A-Za-z0-9._-]{1,100}"
-REPOSITORY_PATTERN = re.compile(rf"^{_OWNER}/{_NAME}$")
-
 
 def validate_repository(value: str) -> str:
-    """Returns ``owner/name`` or raises :class:`InputError` saying what is wrong."""
-    value = (value or "").strip()
-    name = value.partition("/")[2]
-    if not REPOSITORY_PATTERN.match(value) or name in (".", "..") or name.endswith(".git"):
-        raise InputError(
-            f"repository {value!r} is not of the form owner/name",
-            hint="pass the repository as owner/name, e.g. acme/widgets (no URL, path or .git suffix)",
-        )
-    return value
+    """Returns ``owner/name`` or raises :class:`InputError` saying what is wrong
+    (GitHub's naming rules: no URL, path, ``..``, spaces or shell metacharacters)."""
+    owner, name = validate_github_repository((value or "").strip())
+    return f"{owner}/{name}"
 
 
 class RunStatus(str, enum.Enum):

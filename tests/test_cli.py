@@ -24,7 +24,7 @@ def test_run_refuses_a_bad_repository_before_starting_anything(tmp_path):
                          capture_output=True, text=True, timeout=60, env={**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"})
 
     assert out.returncode == 2
-    assert "not of the form owner/name" in out.stderr and "fix:" in out.stderr
+    assert "is not a GitHub repository name" in out.stderr and "fix:" in out.stderr
 
 
 def test_help_does_not_import_prefect_docker_or_modal():

@@ -123,9 +123,9 @@ def test_an_agent_that_runs_out_of_time_is_timed_out(world):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"repository": "acme/../etc"}, "not of the form owner/name"),
-        ({"repository": "acme/stats;rm -rf /"}, "not of the form owner/name"),
-        ({"repository": "https://github.com/acme/stats"}, "not of the form owner/name"),
+        ({"repository": "acme/../etc"}, "is not a GitHub repository name"),
+        ({"repository": "acme/stats;rm -rf /"}, "is not a GitHub repository name"),
+        ({"repository": "https://github.com/acme/stats"}, "is not a GitHub repository name"),
         ({"prompt": "   "}, "the run has no task"),
         ({"branch": "cloud-runs/{slug}..x"}, "contains '..'"),
         ({"branch": "runs/{nope}"}, "unknown placeholder"),
