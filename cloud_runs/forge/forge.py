@@ -41,7 +41,7 @@ from cloud_runs.forge.state import (
     token_digest,
 )
 
-FAULTS = ("502", "secondary_rate_limit", "primary_rate_limit", "timeout", "delay")
+FAULTS = ("502", "502_after", "secondary_rate_limit", "primary_rate_limit", "timeout", "delay")
 DEFAULT_APP_PERMISSIONS = {"contents": "write", "pull_requests": "write", "issues": "write", "metadata": "read"}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\[bot\])?$")
@@ -509,7 +509,8 @@ class Forge:
             method: HTTP method, or "*" for any.
             path_pattern: Regular expression searched in the request path (no query string),
                 e.g. ``r"/api/v3/repos/[^/]+/[^/]+/pulls$"``; git paths match too.
-            fault: "502"; "secondary_rate_limit" (403, ``retry-after``: ``seconds`` rounded up, at least 1);
+            fault: "502"; "502_after" (the request is handled, then its answer is replaced by a 502, as
+                when a proxy loses the upstream's answer); "secondary_rate_limit" (403, ``retry-after``: ``seconds`` rounded up, at least 1);
                 "primary_rate_limit" (403, ``x-ratelimit-remaining: 0``, reset ``seconds`` ahead, at least 1);
                 "timeout" or "delay" (sleep ``seconds``, then answer normally).
             count: How many matching requests fail.

@@ -36,6 +36,9 @@ SECONDARY_RATE_LIMIT = (
 RATE_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 
 
+_BAD_GATEWAY = b"<html><body><h1>502 Bad Gateway</h1>Server Error</body></html>\n"
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     forge: Forge
@@ -92,6 +95,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        if getattr(self, "_lose_answer", False):  # the work is done; the client sees a gateway error
+            self._lose_answer = False
+            status, headers, body = 502, [("Content-Type", "text/html; charset=utf-8")], _BAD_GATEWAY
         # Record before answering, so a client that got its answer always finds the record.
         record, self._pending = getattr(self, "_pending", None), None
         if record is not None:
@@ -126,6 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
                 record.fault = rule.fault
                 if rule.fault in ("timeout", "delay"):
                     time.sleep(rule.seconds)
+                elif rule.fault == "502_after":
+                    self._lose_answer = True
                 else:
                     record.status = self._send_fault(rule)
                     return
@@ -144,6 +152,8 @@ class _Handler(BaseHTTPRequestHandler):
                 record.status = status
             else:
                 record.status = self._serve_page(path)
+            if record.fault == "502_after":
+                record.status = 502  # what the client saw, not what the handler did
         except Exception as e:  # a forge bug must surface as a 500, not a dropped connection
             self.close_connection = True
             self._send(500, [("Content-Type", "text/plain; charset=utf-8")], f"forge error: {type(e).__name__}\n".encode())
@@ -157,8 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_fault(self, rule: FaultRule) -> int:
         forge = self.server.forge
         if rule.fault == "502":
-            body = b"<html><body><h1>502 Bad Gateway</h1>Server Error</body></html>\n"
-            self._send(502, [("Content-Type", "text/html; charset=utf-8")], body)
+            self._send(502, [("Content-Type", "text/html; charset=utf-8")], _BAD_GATEWAY)
             return 502
         request_id = secrets.token_hex(8).upper()
         wait = max(math.ceil(rule.seconds), 1)

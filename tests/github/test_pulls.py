@@ -127,6 +127,19 @@ def test_a_lost_answer_after_the_pull_request_was_created_does_not_duplicate(pr_
     assert [r.fault for r in posts()] == ["delay"]
 
 
+def test_a_502_after_the_pull_request_was_created_does_not_duplicate(pr_world):
+    # The forge creates the PR, then a "proxy" loses the answer: the retry must find it.
+    forge = pr_world.forge
+    forge.inject("POST", PULLS_POST, "502_after", count=1)
+    result = open_pr(pr_world)
+
+    pulls = forge.pulls(pr_world.repository)
+    assert len(pulls) == 1 and pulls[0]["number"] == result.number
+    posts = [r for r in forge.requests if r.method == "POST" and r.path.endswith(f"{pr_world.repository}/pulls")]
+    assert [(r.fault, r.status) for r in posts] == [("502_after", 502)]
+    assert pr_world.waits == [1.0]
+
+
 def test_rate_limits_on_create_are_waited_out_as_asked(pr_world):
     pr_world.forge.inject("POST", PULLS_POST, "secondary_rate_limit", count=1, seconds=12)
     pr_world.forge.inject("POST", PULLS_POST, "primary_rate_limit", count=1, seconds=90)
