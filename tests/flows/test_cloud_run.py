@@ -285,3 +285,20 @@ def test_changes_holding_a_secret_of_the_run_are_never_pushed(world):
                           capture_output=True, text=True, timeout=30).stdout.split() == ["refs/heads/main"]
     assert world.forge.pulls(repository) == []
     assert_no_live_tokens(world)
+
+
+def test_the_run_command_runs_the_flow_with_saved_blocks(world, prefect_api, tmp_path):
+    """`cloud-runs run`, the command for one task against GitHub, here against the forge."""
+    import os
+    import sys
+
+    repository, issue = world.new_repository()
+    out = subprocess.run(
+        [sys.executable, "-m", "cloud_runs.cli", "run", "--repository", repository, "--issue", str(issue),
+         "--agent", "scripted", "--sandbox", "local/test", "--github-app", "test", "--agent-credentials", "test",
+         "--timeout", "120"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "PREFECT_API_URL": prefect_api})
+
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert '"status": "no_changes"' in out.stdout  # the scripted agent without steps changes nothing
+    assert world.forge.pulls(repository) == []
