@@ -302,3 +302,21 @@ def test_the_run_command_runs_the_flow_with_saved_blocks(world, prefect_api, tmp
     assert out.returncode == 0, out.stderr[-3000:]
     assert '"status": "no_changes"' in out.stdout  # the scripted agent without steps changes nothing
     assert world.forge.pulls(repository) == []
+
+
+@pytest.mark.docker
+def test_run_agent_in_docker_script_runs_the_flow_in_a_docker_sandbox(world, prefect_api, tmp_path):
+    import os
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "run_agent_in_docker.py"
+    repository, _ = world.new_repository(issue=False)
+    out = subprocess.run(
+        [sys.executable, str(script), "--repository", repository, "--prompt", "Look around", "--agent", "scripted",
+         "--block", "test", "--github-app", "test", "--agent-credentials", "test", "--timeout", "120"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "PREFECT_API_URL": prefect_api})
+
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert '"status": "no_changes"' in out.stdout
+    assert "(docker) is up" in out.stdout + out.stderr  # the provision step's log line
