@@ -18,9 +18,10 @@ def test_token_shaped_strings_are_replaced_without_being_registered():
     assert Redactor().redact("github_pat_11ABCDEFG0123456789_xyz") == "***"
 
 
-def test_pem_private_key_blocks_are_replaced_even_when_truncated():
-    text = "before -----BEGIN RSA PRIVATE KEY-----\nMIIE\nabc"
-    assert Redactor().redact(text) == "before ***"
+def test_pem_private_key_blocks_are_replaced_even_when_truncated(rsa_private_key_pem):
+    assert Redactor().redact(f"before {rsa_private_key_pem.strip()} after") == "before *** after"
+    truncated = rsa_private_key_pem[: len(rsa_private_key_pem) // 2]
+    assert Redactor().redact(f"before {truncated}") == "before ***"
 
 
 def test_short_values_and_plain_text_are_left_alone():

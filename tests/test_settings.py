@@ -26,17 +26,16 @@ def test_defaults_without_env_file():
     assert not settings.is_production
 
 
-def test_env_file_is_read_and_private_key_newlines_are_restored(tmp_path):
+def test_env_file_is_read_and_private_key_newlines_are_restored(tmp_path, rsa_private_key_pem):
+    one_line = rsa_private_key_pem.strip().replace("\n", "\\n")  # as it sits on one line in .env
     (tmp_path / ".env").write_text(
         "GITHUB_APP_CLIENT_ID=Iv1.abc\n"
-        "GITHUB_APP_PRIVATE_KEY=-----BEGIN RSA PRIVATE KEY-----\\nAAAA\\n-----END RSA PRIVATE KEY-----\\n\n"
+        f"GITHUB_APP_PRIVATE_KEY={one_line}\\n\n"
         "GITHUB_API_URL=http://127.0.0.1:9/api/v3/\n"
     )
     settings = load_settings()
     assert settings.github_app_client_id == "Iv1.abc"
-    assert settings.github_app_private_key.splitlines() == [
-        "-----BEGIN RSA PRIVATE KEY-----", "AAAA", "-----END RSA PRIVATE KEY-----",
-    ]
+    assert settings.github_app_private_key.splitlines() == rsa_private_key_pem.strip().splitlines()
     assert settings.github_api_url == "http://127.0.0.1:9/api/v3"
     assert settings.github_web_url == "http://127.0.0.1:9"
 

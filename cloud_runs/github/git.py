@@ -1,6 +1,6 @@
 """Running the real ``git`` CLI with a token that never touches disk or argv.
 
-A token in a URL (``https://x-access-token:TOKEN@host/...``) ends up in
+A token in a URL's userinfo part ends up in
 ``.git/config``, in the command line of git and its helpers, and in traces.
 Instead the token travels as an HTTP header configured through git's
 environment-only config (``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_n``/

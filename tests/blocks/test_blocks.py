@@ -7,8 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from blocks import AgentCredentials, DockerSandboxBlock, GitHubApp, ModalCredentials, ModalSandboxBlock
 from blocks.registration import init_blocks
@@ -17,11 +15,8 @@ from cloud_runs.settings import load_settings
 
 
 @pytest.fixture(scope="module")
-def private_key_line() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption()).decode()
-    return pem.strip().replace("\n", "\\n")  # as it sits on one line in .env
+def private_key_line(rsa_private_key_pem) -> str:
+    return rsa_private_key_pem.strip().replace("\n", "\\n")  # as it sits on one line in .env
 
 
 @pytest.fixture
