@@ -322,6 +322,16 @@ def parse_json_line(line: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def json_int(value: Any) -> int | None:
+    """A JSON number as int (None for anything else, booleans included)."""
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def json_number(value: Any) -> float | None:
+    """A JSON number as float (None for anything else, booleans included)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def run_agent(
     sandbox: Sandbox,
     adapter: AgentAdapter,

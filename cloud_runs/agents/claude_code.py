@@ -34,24 +34,28 @@ from cloud_runs.agents.base import (
     AgentInvocation,
     AgentTask,
     AgentUsage,
+    json_int,
+    json_number,
     parse_json_line,
     stdin_from_file,
 )
 
 
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+#: No telemetry, auto-updates or other background traffic from Claude Code (or
+#: the Claude Agent SDK under @posthog/agent) inside the sandbox.
+QUIET_CLAUDE_ENV = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
 
 
 def claude_usage(usage: Mapping[str, Any] | None, cost: Any = None) -> AgentUsage:
     """Anthropic ``usage`` (plus cost) as :class:`AgentUsage`; cache reads count as input."""
     usage = usage or {}
-    parts = [_int(usage.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]
+    parts = [json_int(usage.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]
     known = [p for p in parts if p is not None]
     return AgentUsage(
         input_tokens=sum(known) if known else None,
-        output_tokens=_int(usage.get("output_tokens")),
-        cost_usd=float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
+        output_tokens=json_int(usage.get("output_tokens")),
+        cost_usd=json_number(cost),
     )
 
 
@@ -83,8 +87,7 @@ class ClaudeCodeAdapter(AgentAdapter):
         return AgentInvocation(
             argv=stdin_from_file(PROMPT_PATH, argv),
             cwd=task.repo_dir,
-            # No telemetry, auto-updates or other background traffic from inside the sandbox.
-            env={"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"},
+            env=dict(QUIET_CLAUDE_ENV),
             secret_env=self._secret_env(task),
             files=self._prompt_file(task),
         )

@@ -43,13 +43,11 @@ from cloud_runs.agents.base import (
     AgentOutcome,
     AgentTask,
     AgentUsage,
+    json_int,
     parse_json_line,
     stdin_from_file,
 )
 
-
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 class CodexAdapter(AgentAdapter):
@@ -109,9 +107,9 @@ class CodexAdapter(AgentAdapter):
             return self._item_event(data.get("item") or {}, data)
         if kind == "turn.completed":
             usage = data.get("usage") or {}
-            fresh, cached = _int(usage.get("input_tokens")), _int(usage.get("cached_input_tokens"))
+            fresh, cached = json_int(usage.get("input_tokens")), json_int(usage.get("cached_input_tokens"))
             # OpenAI counts cached tokens inside input_tokens already.
-            counted = AgentUsage(input_tokens=fresh if fresh is not None else cached, output_tokens=_int(usage.get("output_tokens")))
+            counted = AgentUsage(input_tokens=fresh if fresh is not None else cached, output_tokens=json_int(usage.get("output_tokens")))
             return [AgentEvent("usage", usage=counted, data=data)]
         if kind == "turn.failed":
             error = data.get("error") or {}
@@ -142,7 +140,7 @@ class CodexAdapter(AgentAdapter):
         if item_type == "reasoning":
             return [AgentEvent("thinking", str(item.get("text") or ""), data=data)]
         if item_type == "command_execution":
-            failed = item.get("status") == "failed" or (_int(item.get("exit_code")) or 0) != 0
+            failed = item.get("status") == "failed" or (json_int(item.get("exit_code")) or 0) != 0
             return [AgentEvent("tool", f"$ {item.get('command', '')}", is_error=failed, data=data)]
         if item_type == "file_change":
             changes = item.get("changes") or []

@@ -28,20 +28,14 @@ from cloud_runs.agents.base import (
     AgentInvocation,
     AgentTask,
     AgentUsage,
+    json_int,
+    json_number,
     parse_json_line,
 )
+from cloud_runs.agents.claude_code import QUIET_CLAUDE_ENV
 
 #: Where the base image installs the runner (next to its node_modules).
 RUNNER_PATH = "/opt/cloud-runs/posthog-runner.mjs"
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _int(value: object) -> int | None:
-    number = _number(value)
-    return None if number is None else int(number)
 
 
 class PosthogAdapter(AgentAdapter):
@@ -70,7 +64,7 @@ class PosthogAdapter(AgentAdapter):
         return AgentInvocation(
             argv=argv,
             cwd=task.repo_dir,
-            env={"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"},
+            env=dict(QUIET_CLAUDE_ENV),
             secret_env=self._secret_env(task),
             files=self._prompt_file(task),
         )
@@ -91,7 +85,7 @@ class PosthogAdapter(AgentAdapter):
         if kind == "tool_call_update" and data.get("status") in ("completed", "failed"):
             return [AgentEvent("tool_result", str(data.get("status")), is_error=data.get("status") == "failed", data=data)]
         if kind == "result":
-            usage = AgentUsage(_int(data.get("input_tokens")), _int(data.get("output_tokens")), _number(data.get("cost_usd")))
+            usage = AgentUsage(json_int(data.get("input_tokens")), json_int(data.get("output_tokens")), json_number(data.get("cost_usd")))
             is_error = bool(data.get("is_error"))
             text = str(data.get("summary") or "")
             if is_error and not text:
