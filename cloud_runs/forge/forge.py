@@ -304,8 +304,7 @@ class Forge:
             digest=token_digest(token),
         )
         self._tokens.append(record)
-        self._token_index[record.digest] = record
-        self._changed()
+        self._token_index[record.digest] = record  # saved by the REST handler, like every write
         return token, record
 
     def _token_by_digest(self, digest: str) -> TokenRecord | None:

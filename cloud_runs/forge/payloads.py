@@ -2,7 +2,7 @@
 
 Every ``url``/``html_url``/``clone_url`` points at the forge (PyGithub refuses
 to follow URLs to another host). Field sets follow GitHub's published OpenAPI
-description; ``tests/forge/test_openapi.py`` validates them against it.
+description; ``tests/forge/test_payloads.py`` validates them against it.
 """
 
 from __future__ import annotations

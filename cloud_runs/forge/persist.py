@@ -75,7 +75,3 @@ def load(forge: Forge) -> bool:
         forge._repos[repo.full_name.lower()] = repo
     forge._set_next_id(int(data["next_id"]))
     return True
-
-
-def state_path(root: Path) -> Path:
-    return root / STATE_FILE

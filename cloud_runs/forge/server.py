@@ -21,7 +21,7 @@ from cloud_runs.forge.auth import AuthFailure, Caller, resolve_caller
 from cloud_runs.forge.git_http import is_git_path, serve_git
 from cloud_runs.forge.manifest import ManifestPages, is_manifest_path
 from cloud_runs.forge.payloads import DOCS, error, iso
-from cloud_runs.forge.rest import ApiError, Response, RestApi
+from cloud_runs.forge.rest import Response, RestApi
 from cloud_runs.forge.state import FaultRule, RequestRecord
 
 if TYPE_CHECKING:
@@ -98,7 +98,8 @@ class _Handler(BaseHTTPRequestHandler):
         if getattr(self, "_lose_answer", False):  # the work is done; the client sees a gateway error
             self._lose_answer = False
             status, headers, body = 502, [("Content-Type", "text/html; charset=utf-8")], _BAD_GATEWAY
-        # Record before answering, so a client that got its answer always finds the record.
+        # The record gets the status the client sees, stored before answering,
+        # so a client that got its answer always finds it.
         record, self._pending = getattr(self, "_pending", None), None
         if record is not None:
             record.status = status
@@ -135,40 +136,35 @@ class _Handler(BaseHTTPRequestHandler):
                 elif rule.fault == "502_after":
                     self._lose_answer = True
                 else:
-                    record.status = self._send_fault(rule)
+                    self._send_fault(rule)
                     return
             if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
-                record.status = self._serve_rest(path[len(API_PREFIX) :] or "/", query, body, record)
+                self._serve_rest(path[len(API_PREFIX) :] or "/", query, body, record)
             elif is_git_path(path):
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 response = serve_git(forge, self.command, path, raw_query, headers, body, self.client_address[0])
                 if response.caller is not None:
                     _note_caller(record, response.caller)
                 self._send(response.status, response.headers, response.body)
-                record.status = response.status
             elif is_manifest_path(path):
                 status, headers, page = self.server.manifest_pages.serve(self.command, path, query, body)
                 self._send(status, headers, page)
-                record.status = status
             else:
-                record.status = self._serve_page(path)
-            if record.fault == "502_after":
-                record.status = 502  # what the client saw, not what the handler did
+                self._serve_page(path)
         except Exception as e:  # a forge bug must surface as a 500, not a dropped connection
             self.close_connection = True
             self._send(500, [("Content-Type", "text/plain; charset=utf-8")], f"forge error: {type(e).__name__}\n".encode())
-            record.status = 500
             raise
         finally:
             if self._pending is not None:  # nothing was sent
                 forge._record(self._pending)
                 self._pending = None
 
-    def _send_fault(self, rule: FaultRule) -> int:
+    def _send_fault(self, rule: FaultRule) -> None:
         forge = self.server.forge
         if rule.fault == "502":
             self._send(502, [("Content-Type", "text/html; charset=utf-8")], _BAD_GATEWAY)
-            return 502
+            return
         request_id = secrets.token_hex(8).upper()
         wait = max(math.ceil(rule.seconds), 1)
         if rule.fault == "secondary_rate_limit":
@@ -185,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
             limits = self._limit_headers(5000, 0, 5000, int(forge.now()) + wait)
         payload["status"] = "403"
         self._send_json(403, payload, [*limits, *extra, ("x-github-request-id", request_id)])
-        return 403
+        return
 
     @staticmethod
     def _limit_headers(limit: int, remaining: int, used: int, reset: int) -> list[tuple[str, str]]:
@@ -208,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
             base = [h for h in base if h[0] != "Content-Type"]
         self._send(status, [*base, *headers], body)
 
-    def _serve_rest(self, subpath: str, query: dict[str, list[str]], body: bytes, record: RequestRecord) -> int:
+    def _serve_rest(self, subpath: str, query: dict[str, list[str]], body: bytes, record: RequestRecord) -> None:
         forge = self.server.forge
         try:
             caller = resolve_caller(forge, self.headers.get("Authorization"))
@@ -218,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload["status"] = "401"
             used, remaining, reset = forge._rate_limit(f"ip:{self.client_address[0]}", 60)
             self._send_json(401, payload, self._limit_headers(60, remaining, used, reset))
-            return 401
+            return
         _note_caller(record, caller)
         if caller.kind == "installation_token":
             key, limit = f"token:{caller.token.installation_id}", 5000
@@ -236,20 +232,16 @@ class _Handler(BaseHTTPRequestHandler):
             payload = error(f"API rate limit exceeded for {self.client_address[0]}.", f"{RATE_LIMIT_DOCS}#about-the-primary-rate-limit")
             payload["status"] = "403"
             self._send_json(403, payload, headers)
-            return 403
+            return
         try:
             response = self.server.api.handle(self.command, subpath, query, caller, body)
-        except ApiError as e:  # pragma: no cover - handlers raise inside handle()
-            response = e.response
         except Exception as e:  # a forge bug must surface as a 500, not a dropped connection
             response = Response(500, error(f"forge internal error: {type(e).__name__}: {e}"))
         if isinstance(response.body, dict) and "message" in response.body and "status" in response.body:
             response.body["status"] = str(response.status)
         headers.extend(response.headers.items())
         self._send_json(response.status, response.body, headers)
-        return response.status
-
-    def _serve_page(self, path: str) -> int:
+    def _serve_page(self, path: str) -> None:
         """Minimal read-only web pages for the ``html_url`` links (local development aid)."""
         forge = self.server.forge
         parts = [p for p in path.split("/") if p]
@@ -261,13 +253,13 @@ class _Handler(BaseHTTPRequestHandler):
                 repo = forge._repo("/".join(parts[:2])) if len(parts) >= 2 else None
                 if repo is None:
                     self._send(404, [("Content-Type", "text/html; charset=utf-8")], b"<h1>404</h1>\n")
-                    return 404
+                    return
                 title = repo.full_name
                 if len(parts) == 4 and parts[2] in ("pull", "issues") and parts[3].isdigit():
                     issue = repo.issues.get(int(parts[3]))
                     if issue is None:
                         self._send(404, [("Content-Type", "text/html; charset=utf-8")], b"<h1>404</h1>\n")
-                        return 404
+                        return
                     title = f"{issue.title} #{issue.number}"
                     lines = [f"<p>{html.escape(issue.state)} by {html.escape(issue.user)}</p>"]
                     if issue.is_pull:
@@ -282,8 +274,6 @@ class _Handler(BaseHTTPRequestHandler):
                     ]
         page = f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1><ul>{''.join(lines)}</ul>\n"
         self._send(200, [("Content-Type", "text/html; charset=utf-8")], page.encode())
-        return 200
-
 
 def _note_caller(record: RequestRecord, caller: Caller) -> None:
     record.auth = caller.kind

@@ -147,10 +147,8 @@ def redactor_for_env(env: Mapping[str, str] | None, secrets: Iterable[str] = ())
     for value in (env or {}).values():
         if value.startswith("Authorization:"):
             redactor.add(value)
-            credential = value.split()[-1]
-            redactor.add(credential)
-            try:
-                redactor.add(base64.b64decode(credential).decode().partition(":")[2])
+            try:  # the token itself; Redactor.add also registers its Basic-auth encoding
+                redactor.add(base64.b64decode(value.split()[-1]).decode().partition(":")[2])
             except (ValueError, UnicodeDecodeError):
                 pass
     return redactor

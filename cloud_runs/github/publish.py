@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import string
@@ -382,7 +383,11 @@ class Publisher:
             if secrets is not None:
                 self._refuse_secrets(repo, plain_env, base_sha, head_sha, secrets)
             files, diffstat, insertions, deletions = self._diff(repo, plain_env, base_sha, head_sha)
-            touches_workflows = any(path.startswith(WORKFLOWS_DIR) for path in files)
+            result = PushResult(
+                sha=head_sha, branch=branch, created=False, updated=False, files_changed=files,
+                diffstat=diffstat, insertions=insertions, deletions=deletions,
+            )
+            touches_workflows = result.touches_workflows
             if touches_workflows and not allow_workflows:
                 raise WorkflowPermissionError(
                     f"the change modifies {WORKFLOWS_DIR} ({', '.join(p for p in files if p.startswith(WORKFLOWS_DIR))}),"
@@ -406,10 +411,6 @@ class Publisher:
                 raise
 
             remote_sha = self._remote_branch_sha(repo, write_env, branch)
-            result = PushResult(
-                sha=head_sha, branch=branch, created=False, updated=False, files_changed=files,
-                diffstat=diffstat, insertions=insertions, deletions=deletions,
-            )
             if remote_sha == head_sha:
                 logger.info("%s already at %s; nothing to push", branch, head_sha[:12])
                 return result
@@ -419,10 +420,7 @@ class Publisher:
             lease = (expected_sha if force and expected_sha and remote_sha else remote_sha) or ""
             self._push(repo, write_env, branch, head_sha, lease)
             created = remote_sha is None
-            return PushResult(
-                sha=head_sha, branch=branch, created=created, updated=not created, files_changed=files,
-                diffstat=diffstat, insertions=insertions, deletions=deletions,
-            )
+            return dataclasses.replace(result, created=created, updated=not created)
 
     # -- steps ---------------------------------------------------------------
 

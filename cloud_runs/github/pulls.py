@@ -112,32 +112,29 @@ def open_or_update_pull_request(
         nonlocal created
         import github as gh
 
-        repo = client.get_repo(repository)
+        repo = client.get_repo(repository, lazy=True)
         existing = _find_open(repo, owner, head)
-        if existing is not None:
-            if existing.title != title or (existing.body or "") != body or existing.base.ref != base:
-                existing.edit(title=title, body=body, base=base)
-            return existing
-        try:
-            pull = repo.create_pull(base=base, head=head, title=title, body=body, draft=draft)
-        except gh.GithubException as exc:
-            message = str((exc.data or {}).get("message", "")) if isinstance(exc.data, dict) else ""
-            errors = str((exc.data or {}).get("errors", "")) if isinstance(exc.data, dict) else ""
-            if exc.status == 422 and "already exists" in (message + errors).lower():
+        if existing is None:
+            try:
+                pull = repo.create_pull(base=base, head=head, title=title, body=body, draft=draft)
+            except gh.GithubException as exc:
                 # Created by an earlier attempt whose answer we lost, or by a concurrent run.
-                existing = _find_open(repo, owner, head)
-                if existing is not None:
-                    existing.edit(title=title, body=body)
-                    return existing
-            raise
-        created = True
-        return pull
+                already = exc.status == 422 and "already exists" in str(exc.data).lower()
+                existing = _find_open(repo, owner, head) if already else None
+                if existing is None:
+                    raise
+            else:
+                created = True
+                return pull
+        if existing.title != title or (existing.body or "") != body or existing.base.ref != base:
+            existing.edit(title=title, body=body, base=base)
+        return existing
 
     pull = policy.call(
         find_or_create, action=f"open a pull request for {head} in {repository}", permission="pull_requests: write"
     )
     if labels:
-        policy.call(lambda: client.get_repo(repository).get_issue(pull.number).add_to_labels(*labels), action=f"label pull request #{pull.number}",
+        policy.call(lambda: pull.add_to_labels(*labels), action=f"label pull request #{pull.number}",
                     permission="issues: write")
     if reviewers:
         try:
@@ -229,7 +226,7 @@ def comment_on_issue(
     full_body = _fit(body, MAX_BODY_LENGTH - len(marker) - 1) + "\n" + marker
 
     def find_or_post() -> str:
-        target = client.get_repo(repository).get_issue(int(issue))
+        target = client.get_repo(repository, lazy=True).get_issue(int(issue))
         for comment in target.get_comments():
             if marker in (comment.body or ""):
                 if comment.body != full_body:

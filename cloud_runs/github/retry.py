@@ -31,7 +31,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from cloud_runs.github.errors import (
     GitHubAuthenticationError,
@@ -230,7 +230,6 @@ class RetryPolicy:
         *,
         action: str,
         permission: str | None = None,
-        on_retry: Callable[[BaseException], Any] | None = None,
     ) -> T:
         """Runs ``operation``, retrying transient failures.
 
@@ -241,7 +240,6 @@ class RetryPolicy:
             operation: The work; called with no arguments.
             action: What it does, for errors ("open a pull request in acme/widgets").
             permission: The permission it needs, named when GitHub refuses it.
-            on_retry: Called with each transient failure before waiting.
 
         Raises:
             GitHubError: A final failure, or transient ones beyond the budget.
@@ -275,8 +273,6 @@ class RetryPolicy:
                     "%s: %s; retrying in %.1fs (attempt %d of %d)", action, transient.reason, wait, attempt + 1,
                     self.attempts,
                 )
-                if on_retry is not None:
-                    on_retry(exc)
                 self.sleep(wait)
                 waited += wait
         raise AssertionError("unreachable")  # pragma: no cover

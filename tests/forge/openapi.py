@@ -86,7 +86,6 @@ class OpenApi:
         self.spec = spec
         converted = {"components": _to_json_schema({"schemas": spec["components"]["schemas"]})}
         self.registry = Registry().with_resource(SPEC_URI, Resource.from_contents(converted, DRAFT202012))
-        self.converted = converted
 
     @classmethod
     def load(cls) -> OpenApi:

@@ -62,13 +62,16 @@ def test_clone_argv_has_no_token_and_disables_helpers():
 
 
 def test_run_git_errors_redact_the_token(tmp_path):
-    env = git_auth_env(TOKEN, "http://127.0.0.1:1/acme/widgets.git")
+    # Not token-shaped, so only the env-derived redaction (not the ghs_ pattern) can hide it.
+    plain = "plain-credential-4711"
+    env = git_auth_env(plain, "http://127.0.0.1:1/acme/widgets.git")
     run_git(["init", "-q"], cwd=tmp_path)
     with pytest.raises(GitError) as caught:
         # git echoes an unknown revision back on stderr; the token is known only from env.
-        run_git(["show", TOKEN], cwd=tmp_path, env=env)
-    assert TOKEN not in str(caught.value) and TOKEN not in caught.value.stderr
+        run_git(["show", plain], cwd=tmp_path, env=env)
+    assert plain not in str(caught.value) and plain not in caught.value.stderr
     assert "***" in caught.value.stderr
+    env = git_auth_env(TOKEN, "http://127.0.0.1:1/acme/widgets.git")
     redactor = redactor_for_env(env)
     header = env["GIT_CONFIG_VALUE_1"]
     assert redactor.redact(f"{header} / {TOKEN}") == "*** / ***"
