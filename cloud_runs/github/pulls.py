@@ -112,7 +112,7 @@ def open_or_update_pull_request(
         nonlocal created
         import github as gh
 
-        repo = client.get_repo(repository, lazy=True)
+        repo = client.get_repo(repository)
         existing = _find_open(repo, owner, head)
         if existing is None:
             try:
@@ -226,7 +226,7 @@ def comment_on_issue(
     full_body = _fit(body, MAX_BODY_LENGTH - len(marker) - 1) + "\n" + marker
 
     def find_or_post() -> str:
-        target = client.get_repo(repository, lazy=True).get_issue(int(issue))
+        target = client.get_repo(repository).get_issue(int(issue))
         for comment in target.get_comments():
             if marker in (comment.body or ""):
                 if comment.body != full_body:
