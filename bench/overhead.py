@@ -49,7 +49,7 @@ def plain_script(forge: Forge, app, repository: str) -> float:  # noqa: ANN001
     jwt = _jwt(app, forge)
     installation = _api(forge, "GET", f"/repos/{repository}/installation", jwt)["id"]
     token = _api(forge, "POST", f"/app/installations/{installation}/access_tokens", jwt,
-                 {"repositories": [repository.split("/")[1]]}, scheme="Bearer")["token"]
+                 {"repositories": [repository.split("/")[1]]})["token"]
     header = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     env = ["-e", "GIT_CONFIG_COUNT=1", "-e", f"GIT_CONFIG_KEY_0=http.{forge.url}/.extraheader",
            "-e", f"GIT_CONFIG_VALUE_0=Authorization: Basic {header}"]
@@ -93,10 +93,10 @@ def _jwt(app, forge: Forge) -> str:  # noqa: ANN001
     return jwt.encode({"iat": now - 60, "exp": now + 540, "iss": app.client_id}, app.private_key_pem, algorithm="RS256")
 
 
-def _api(forge: Forge, method: str, path: str, credential: str, body: dict | None = None, scheme: str = "Bearer") -> dict:
+def _api(forge: Forge, method: str, path: str, credential: str, body: dict | None = None) -> dict:
     request = urllib.request.Request(f"{forge.api_url}{path}", method=method,
                                      data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"{scheme} {credential}",
+                                     headers={"Authorization": f"Bearer {credential}",
                                               "Accept": "application/vnd.github+json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)

@@ -65,12 +65,12 @@ def _script(sandbox: Sandbox, script: str, args: list[str], *, env: Mapping[str,
     """Runs ``script`` with ``args`` as $1...; returns its stdout lines."""
     streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
 
-    def collect(stream: str, line: str) -> None:
-        streams.setdefault(stream, []).append(line)
+    def record(stream: str, line: str) -> None:
+        streams[stream].append(line)
         if on_output is not None:
             on_output(stream, line)
 
-    result = sandbox.exec(["sh", "-c", script, "cloud-runs", *args], env=env, timeout=_GIT_TIMEOUT, on_output=collect)
+    result = sandbox.exec(["sh", "-c", script, "cloud-runs", *args], env=env, timeout=_GIT_TIMEOUT, on_output=record)
     if not result.ok:
         tail = "\n".join((streams["stderr"] or streams["stdout"])[-10:])
         raise SandboxError(

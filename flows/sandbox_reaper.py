@@ -45,7 +45,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from cloud_runs.errors import InputError
-from cloud_runs.sandboxes import SandboxSettings
+from cloud_runs.sandboxes import SandboxSettings, is_expired
 from cloud_runs.sandboxes.base import EXPIRES_AT_LABEL, RUN_ID_LABEL, SandboxRef
 
 PROVIDERS = ("docker", "local", "modal")
@@ -126,9 +126,8 @@ def reap_reason(sandbox: SandboxRef, run_state: str | None, now: datetime | None
         True
     """
     run_id = sandbox.labels.get(RUN_ID_LABEL, "")
-    expires = _parse_time(sandbox.labels.get(EXPIRES_AT_LABEL))
-    if expires is not None and (now or datetime.now(timezone.utc)) >= expires:
-        return f"its lifetime ended at {expires.isoformat()}"
+    if is_expired(sandbox.labels, now):
+        return f"its lifetime ended at {sandbox.labels[EXPIRES_AT_LABEL]}"
     if run_state is None:
         return f"its flow run {run_id} is unknown (orphan)"
     if run_state in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
@@ -185,13 +184,6 @@ def _last_heartbeat(client, flow_run_id: uuid.UUID) -> datetime | None:  # noqa:
         limit=1,
     )
     return max((event.occurred for event in page.events), default=None)
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None
 
 
 def _report_markdown(report: ReaperReport, dry_run: bool) -> str:

@@ -57,7 +57,7 @@ OUTPUT_TAIL_LINES = 50
 GITHUB_CREDENTIAL_VARIABLES = frozenset(
     {"GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN", "GITHUB_PAT"}
 )
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # A constant script: `sh -c SCRIPT NAME PROMPT_FILE PROGRAM ARGS...` runs
 # PROGRAM ARGS with PROMPT_FILE on stdin. Every value arrives as a positional
@@ -118,7 +118,7 @@ class AgentTask:
             )
         for kind, mapping in (("secret", self.secrets), ("env", self.env)):
             for name, value in mapping.items():
-                if not _ENV_NAME.match(name):
+                if not ENV_NAME.match(name):
                     raise InputError(
                         f"{kind} variable name {name!r} is not a valid environment variable name",
                         hint="use letters, digits and underscores, not starting with a digit",

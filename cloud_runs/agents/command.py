@@ -54,6 +54,7 @@ class CommandAdapter(AgentAdapter):
         return self.secret_names
 
     def invocation(self, task: AgentTask) -> AgentInvocation:
+        self._last_line = ""  # a reused adapter must not report the previous run's summary
         values = {"{prompt_file}": PROMPT_PATH, "{repo_dir}": task.repo_dir}
 
         def substitute(item: str) -> str:

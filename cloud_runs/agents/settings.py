@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from cloud_runs.agents.base import AgentAdapter
+from cloud_runs.agents.base import ENV_NAME, AgentAdapter
 from cloud_runs.agents.claude_code import ClaudeCodeAdapter
 from cloud_runs.agents.codex import CodexAdapter
 from cloud_runs.agents.command import CommandAdapter
@@ -24,7 +24,6 @@ from cloud_runs.agents.posthog import PosthogAdapter
 from cloud_runs.agents.scripted import ScriptedAdapter, ScriptedStep
 from cloud_runs.errors import InputError
 
-_ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class _AgentSettingsBase(BaseModel):
@@ -79,7 +78,7 @@ class CommandAgent(_AgentSettingsBase):
 
     type: Literal["command"] = "command"
     command: list[str] = Field(min_length=1, description='e.g. ["my-agent", "--prompt-file", "{prompt_file}"]')
-    secrets: list[Annotated[str, Field(pattern=_ENV_NAME_PATTERN)]] = Field(
+    secrets: list[Annotated[str, Field(pattern=ENV_NAME.pattern)]] = Field(
         default_factory=list, description="Names of secret environment variables the command needs (e.g. a model key)."
     )
 

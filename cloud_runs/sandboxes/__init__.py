@@ -29,6 +29,7 @@ from cloud_runs.sandboxes.base import (
     SandboxSettingsBase,
     SandboxStatus,
 )
+from cloud_runs.sandboxes._common import is_expired
 from cloud_runs.sandboxes.docker import DockerSandbox, DockerSandboxSettings
 from cloud_runs.sandboxes.local import LocalSandbox, LocalSandboxSettings
 from cloud_runs.sandboxes.modal import ModalSandbox, ModalSandboxSettings
@@ -57,4 +58,5 @@ __all__ = [
     "SandboxSettings",
     "SandboxSettingsBase",
     "SandboxStatus",
+    "is_expired",
 ]

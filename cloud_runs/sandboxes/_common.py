@@ -16,7 +16,6 @@ from cloud_runs.errors import InputError, ProductionRefusal
 from cloud_runs.sandboxes.base import (
     CREATED_AT_LABEL,
     EXPIRES_AT_LABEL,
-    LABEL_PREFIX,
     RUN_ID_LABEL,
     ExecResult,
     OutputCallback,
@@ -128,11 +127,6 @@ def refuse_in_production(provider: str) -> None:
             f"the {provider} sandbox isolates too little for production (CLOUD_RUNS_ENVIRONMENT=production)",
             hint="use the modal provider (SANDBOX_PROVIDER=modal) in production",
         )
-
-
-def project_label_keys(labels: Mapping[str, str]) -> dict[str, str]:
-    """Only the ``cloud-runs.*`` labels."""
-    return {k: v for k, v in labels.items() if k.startswith(LABEL_PREFIX)}
 
 
 class LineSplitter:

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import tempfile
@@ -85,6 +86,16 @@ _AS_USER = (
     'if ! id -u "$u" >/dev/null 2>&1; then echo "sandbox user $u does not exist in the image" >&2; exit 126; fi; '
     'exec runuser -u "$u" -- "$@"'
 )
+
+
+@functools.cache
+def _base_image_context() -> Path:
+    """The base image's build context, staged once per process (it never changes while running)."""
+    from cloud_runs.images import stage_base_context
+
+    context = Path(tempfile.mkdtemp(prefix="cloud-runs-modal-context-"))
+    stage_base_context(context)
+    return context
 
 
 class ModalSandboxSettings(SandboxSettingsBase):
@@ -151,10 +162,7 @@ class ModalSandboxSettings(SandboxSettingsBase):
 
         if self.image_source == "registry":
             return modal.Image.from_registry(self.image)
-        from cloud_runs.images import stage_base_context
-
-        context = Path(tempfile.mkdtemp(prefix="cloud-runs-modal-context-"))
-        stage_base_context(context)
+        context = _base_image_context()
         return modal.Image.from_dockerfile(
             context / "Dockerfile", context_dir=context, build_args=dict(self.build_args)
         )

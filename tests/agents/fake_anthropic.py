@@ -26,6 +26,7 @@ class FakeAnthropic:
         self.reply = reply
         self.requests: list[dict[str, Any]] = []
         self.api_keys: set[str] = set()
+        self.lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,7 +55,7 @@ class FakeAnthropic:
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 path = self.path.split("?")[0]
-                with threading.Lock():
+                with server.lock:  # requests arrive on several threads
                     server.requests.append({"path": path, "body": body})
                     key = self.headers.get("x-api-key") or self.headers.get("authorization", "")
                     server.api_keys.add(key)
