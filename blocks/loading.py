@@ -30,7 +30,8 @@ class RunBlocks:
         return self.app.private_key.get_secret_value()
 
 
-def _load(block_class: type[Block], name: str, parameter: str) -> Block:
+def load_block(block_class: type[Block], name: str, parameter: str) -> Block:
+    """``block_class.load(name)``; a missing document is an :class:`InputError` naming ``parameter``."""
     try:
         return block_class.load(name)
     except ValueError as error:
@@ -62,11 +63,11 @@ def load_run_blocks(*, github_app: str, sandbox: str, agent_credentials: str, ag
             the sandbox would end before the agent's timeout.
     """
     sandbox_class, sandbox_name = parse_sandbox_reference(sandbox)
-    app = _load(GitHubApp, github_app, "github_app")
-    sandbox_settings = _load(sandbox_class, sandbox_name, "sandbox")
+    app = load_block(GitHubApp, github_app, "github_app")
+    sandbox_settings = load_block(sandbox_class, sandbox_name, "sandbox")
     adapter = agent.adapter()
     if adapter.required_secrets:
-        credentials = _load(AgentCredentials, agent_credentials, "agent_credentials")
+        credentials = load_block(AgentCredentials, agent_credentials, "agent_credentials")
     else:
         try:
             credentials = AgentCredentials.load(agent_credentials)

@@ -36,10 +36,10 @@ class ModalCredentials(Block):
 
     def get_client(self) -> modal.Client:
         """A Modal client authenticated with this token (imports ``modal`` lazily)."""
-        import modal
+        from cloud_runs.sandboxes.modal import ModalSandboxSettings
 
-        return modal.Client.from_credentials(self.token_id, self.token_secret.get_secret_value())
+        return ModalSandboxSettings(**self.as_kwargs()).client()
 
     def as_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the Modal sandbox settings."""
-        return {"token_id": self.token_id, "token_secret": self.token_secret.get_secret_value()}
+        """The token as keyword arguments of the Modal sandbox settings."""
+        return {"token_id": SecretStr(self.token_id), "token_secret": self.token_secret}

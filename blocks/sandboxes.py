@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from blocks.modal_credentials import ModalCredentials
 from cloud_runs.sandboxes import (DockerSandboxSettings, LocalSandboxSettings, ModalSandboxSettings, Sandbox,
@@ -48,7 +48,7 @@ class ModalSandboxBlock(Block, ModalSandboxSettings):
         """The provider settings, with the token taken from the credentials block."""
         fields = {name: getattr(self, name) for name in ModalSandboxSettings.model_fields}
         if self.credentials is not None:
-            fields.update(token_id=SecretStr(self.credentials.token_id), token_secret=self.credentials.token_secret)
+            fields.update(self.credentials.as_kwargs())
         return ModalSandboxSettings(**fields)
 
     def create(self, run_id: str, labels: Mapping[str, str] | None = None) -> Sandbox:

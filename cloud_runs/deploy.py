@@ -199,19 +199,10 @@ def _deployments_not_on(prefect_yaml: Path, skip_pools: Sequence[str]) -> list[s
     for deployment in document.get("deployments") or []:
         if ((deployment.get("work_pool") or {}).get("name")) in skip_pools:
             continue
-        names.append(f"{_flow_name(prefect_yaml.parent, deployment['entrypoint'])}/{deployment['name']}")
+        # `prefect deploy --name FLOW/DEPLOYMENT` matches FLOW against the entrypoint's function
+        # name, so nothing needs importing to name a deployment.
+        names.append(f"{deployment['entrypoint'].rsplit(':', 1)[-1]}/{deployment['name']}")
     return names
-
-
-def _flow_name(project_dir: Path, entrypoint: str) -> str:
-    from prefect.flows import load_flow_from_entrypoint
-
-    cwd = os.getcwd()
-    os.chdir(project_dir)
-    try:
-        return load_flow_from_entrypoint(entrypoint).name
-    finally:
-        os.chdir(cwd)
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

@@ -159,8 +159,3 @@ class RunResources:
                 logger.warning("could not release %s: %s", name, type(error).__name__)
                 failures.append(name)
         return failures
-
-    @classmethod
-    def held(cls, run_id: str) -> list[str]:
-        with cls._lock:
-            return [name for name, _ in cls._by_run.get(run_id, [])]

@@ -42,13 +42,13 @@ from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from cloud_runs.errors import InputError
+from cloud_runs.settings import SANDBOX_PROVIDERS
 from cloud_runs.sandboxes import SandboxSettings, is_expired
 from cloud_runs.sandboxes.base import EXPIRES_AT_LABEL, RUN_ID_LABEL, SandboxRef
 
-PROVIDERS = ("docker", "local", "modal")
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
 #: Pseudo state of a RUNNING flow run whose heartbeats stopped.
 SILENT = "SILENT"
@@ -78,37 +78,46 @@ def sandbox_reaper(
     dry_run: Annotated[bool, Field(description="Report what would be destroyed, destroy nothing.")] = False,
 ) -> ReaperReport:
     """Destroys the sandboxes whose run is over or unknown, or whose lifetime ended."""
+    from prefect.client.orchestration import get_client
+
     settings = [(reference, _settings(reference)) for reference in providers]  # every reference checked first
     log = get_run_logger()
     report = ReaperReport()
     states: dict[str, str | None] = {}
-    for reference, provider_settings in settings:
-        try:
-            found = provider_settings.list_sandboxes()
-        except Exception as error:  # one unreachable provider must not stop the others
-            report.errors.append(f"{reference}: could not list sandboxes: {error}")
-            log.warning("%s: could not list sandboxes: %s", reference, error)
-            continue
-        for sandbox in found:
-            run_id = sandbox.labels.get(RUN_ID_LABEL, "")
-            if run_id not in states:
-                states[run_id] = _flow_run_state(run_id, heartbeat_timeout_seconds)
-            reason = reap_reason(sandbox, states[run_id])
-            if reason is None:
-                report.kept += 1
-                continue
-            if not dry_run:
-                try:
-                    provider_settings.destroy_by_id(sandbox.id)
-                except Exception as error:
-                    report.errors.append(f"{reference}: could not destroy {sandbox.id}: {error}")
-                    log.warning("%s: could not destroy %s: %s", reference, sandbox.id, error)
-                    continue
-            report.destroyed.append(ReapedSandbox(provider=sandbox.provider, id=sandbox.id, run_id=run_id, reason=reason))
-            log.info("%s %s sandbox %s: %s", "would destroy" if dry_run else "destroyed", sandbox.provider, sandbox.id, reason)
+    with get_client(sync_client=True) as client:
+        for reference, provider_settings in settings:
+            _reap(client, reference, provider_settings, states, heartbeat_timeout_seconds, dry_run, report, log)
     create_markdown_artifact(markdown=_report_markdown(report, dry_run), key="sandbox-reaper",
                              description="Sandboxes the reaper destroyed")
     return report
+
+
+def _reap(client, reference: str, provider_settings: SandboxSettings, states: dict[str, str | None],  # noqa: ANN001
+          heartbeat_timeout_seconds: float, dry_run: bool, report: ReaperReport, log) -> None:  # noqa: ANN001
+    """Destroys the sandboxes of one provider whose run is over; ``states`` caches run states across providers."""
+    try:
+        found = provider_settings.list_sandboxes()
+    except Exception as error:  # one unreachable provider must not stop the others
+        report.errors.append(f"{reference}: could not list sandboxes: {error}")
+        log.warning("%s: could not list sandboxes: %s", reference, error)
+        return
+    for sandbox in found:
+        run_id = sandbox.labels.get(RUN_ID_LABEL, "")
+        if run_id not in states:
+            states[run_id] = _flow_run_state(client, run_id, heartbeat_timeout_seconds)
+        reason = reap_reason(sandbox, states[run_id])
+        if reason is None:
+            report.kept += 1
+            continue
+        if not dry_run:
+            try:
+                provider_settings.destroy_by_id(sandbox.id)
+            except Exception as error:
+                report.errors.append(f"{reference}: could not destroy {sandbox.id}: {error}")
+                log.warning("%s: could not destroy %s: %s", reference, sandbox.id, error)
+                continue
+        report.destroyed.append(ReapedSandbox(provider=sandbox.provider, id=sandbox.id, run_id=run_id, reason=reason))
+        log.info("%s %s sandbox %s: %s", "would destroy" if dry_run else "destroyed", sandbox.provider, sandbox.id, reason)
 
 
 def reap_reason(sandbox: SandboxRef, run_state: str | None, now: datetime | None = None) -> str | None:
@@ -138,39 +147,35 @@ def reap_reason(sandbox: SandboxRef, run_state: str | None, now: datetime | None
 
 
 def _settings(reference: str) -> SandboxSettings:
-    provider, _, name = reference.partition("/")
-    if provider not in PROVIDERS:
-        raise InputError(f"provider {reference!r} is not one of {', '.join(PROVIDERS)} (optionally /BLOCK)",
-                         hint='pass e.g. ["docker", "local", "modal/default"]')
-    if name:
-        from blocks.loading import _load, parse_sandbox_reference
+    """Default settings of a provider, or a sandbox block when given as provider/NAME."""
+    if "/" in reference:
+        from blocks.loading import load_block, parse_sandbox_reference
 
         block_class, block_name = parse_sandbox_reference(reference)
-        return _load(block_class, block_name, "providers")
-    from cloud_runs.sandboxes import DockerSandboxSettings, LocalSandboxSettings, ModalSandboxSettings
+        return load_block(block_class, block_name, "providers")
+    if reference not in SANDBOX_PROVIDERS:
+        raise InputError(f"provider {reference!r} is not one of {', '.join(SANDBOX_PROVIDERS)} (optionally /BLOCK)",
+                         hint='pass e.g. ["docker", "local", "modal/default"]')
+    return TypeAdapter(SandboxSettings).validate_python({"type": reference})
 
-    return {"docker": DockerSandboxSettings, "local": LocalSandboxSettings, "modal": ModalSandboxSettings}[provider]()
 
-
-def _flow_run_state(run_id: str, heartbeat_timeout_seconds: float) -> str | None:
+def _flow_run_state(client, run_id: str, heartbeat_timeout_seconds: float) -> str | None:  # noqa: ANN001
     """The flow run's state type (``SILENT`` when running without heartbeats), or None when unknown."""
-    from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
     try:
         flow_run_id = uuid.UUID(run_id)
     except ValueError:
         return None  # not made by a flow run
-    with get_client(sync_client=True) as client:
-        try:
-            flow_run = client.read_flow_run(flow_run_id)
-        except ObjectNotFound:
-            return None
-        state = flow_run.state.type.value if flow_run.state else "SCHEDULED"
-        if state == "RUNNING":
-            last = _last_heartbeat(client, flow_run_id)
-            if last is not None and (datetime.now(timezone.utc) - last).total_seconds() > heartbeat_timeout_seconds:
-                return SILENT
+    try:
+        flow_run = client.read_flow_run(flow_run_id)
+    except ObjectNotFound:
+        return None
+    state = flow_run.state.type.value if flow_run.state else "SCHEDULED"
+    if state == "RUNNING":
+        last = _last_heartbeat(client, flow_run_id)
+        if last is not None and (datetime.now(timezone.utc) - last).total_seconds() > heartbeat_timeout_seconds:
+            return SILENT
     return state
 
 
@@ -183,7 +188,7 @@ def _last_heartbeat(client, flow_run_id: uuid.UUID) -> datetime | None:  # noqa:
                            resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"])),
         limit=1,
     )
-    return max((event.occurred for event in page.events), default=None)
+    return page.events[0].occurred if page.events else None  # newest first
 
 
 def _report_markdown(report: ReaperReport, dry_run: bool) -> str:

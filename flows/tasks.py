@@ -184,7 +184,7 @@ def publish(auth: GitHubAppAuth, target: Target, changes: workspace.Changes, opt
         changes.bundle, base_sha=changes.base_sha, branch=target.branch, force=options.force_push,
         expected_sha=target.existing_sha, allow_workflows=granted.get("workflows") == "write", secrets=redactor)
     body = render_pull_request_body(summary=options.summary, diffstat=pushed.diffstat, issue=target.issue,
-                                    run_url=options.run_url, agent=options.agent_name)
+                                    run_url=options.run_url, agent=options.agent_name, redact=redactor)
     pull = open_or_update_pull_request(auth.client(target.repository, PUBLISH), target.repository, head=target.branch,
                                        base=target.base_branch, title=target.title, body=body, draft=options.draft,
                                        labels=options.labels, reviewers=options.reviewers)

@@ -27,11 +27,11 @@ from typing import Any, Literal, TextIO, TypeVar
 
 from cloud_runs.errors import CloudRunsError
 from cloud_runs.settings import Settings
+from cloud_runs.setup.manifest import REQUIRED_PERMISSIONS
 
 Status = Literal["pass", "fail", "warn", "skip"]
 T = TypeVar("T")
 
-REQUIRED_PERMISSIONS = {"contents": "write", "pull_requests": "write", "metadata": "read"}
 OPTIONAL_PERMISSIONS = {
     "issues": ("write", "issue-driven runs and comments on issues"),
     "workflows": ("write", "agents changing files under .github/workflows/"),
@@ -39,13 +39,15 @@ OPTIONAL_PERMISSIONS = {
 _LEVELS = {"none": 0, "read": 1, "write": 2, "admin": 3}
 #: Seconds allowed for each external call (GitHub, Docker, Modal, Prefect).
 CALL_TIMEOUT = 10.0
-BLOCK_TYPES = {
-    "GitHub App": "cloud-runs-github-app",
-    "Agent Credentials": "cloud-runs-agent-credentials",
-    "local sandbox": "cloud-runs-local-sandbox",
-    "docker sandbox": "cloud-runs-docker-sandbox",
-    "modal sandbox": "cloud-runs-modal-sandbox",
-}
+def _block_types() -> dict[str, str]:
+    """Check label -> block type slug, read from the block classes (imported late: they import Prefect)."""
+    from blocks import SANDBOX_BLOCKS, AgentCredentials, GitHubApp
+
+    types = {"GitHub App": GitHubApp.get_block_type_slug(), "Agent Credentials": AgentCredentials.get_block_type_slug()}
+    types.update({f"{provider} sandbox": block.get_block_type_slug() for provider, block in SANDBOX_BLOCKS.items()})
+    return types
+
+
 CREATE_APP_HINT = "run `cloud-runs app create`, or copy them from the App's settings page into .env"
 BLOCKS_HINT = "run `cloud-runs blocks init` (saves the blocks from .env)"
 
@@ -327,9 +329,9 @@ class Doctor:
             return
 
         def hello() -> None:
-            import modal
+            from cloud_runs.sandboxes.modal import ModalSandboxSettings
 
-            client = modal.Client.from_credentials(s.modal_token_id, s.modal_token_secret)
+            client = ModalSandboxSettings(token_id=s.modal_token_id, token_secret=s.modal_token_secret).client()
             try:
                 client.hello()  # an authenticated round trip: a bad token is refused here
             finally:
@@ -355,8 +357,9 @@ class Doctor:
             self.add("Prefect API", "warn", "PREFECT_API_URL is not set: Prefect runs a temporary local API, blocks were not checked",
                      "start a server (prefect server start) and set PREFECT_API_URL, or use Prefect Cloud")  # fmt: skip
             return
+        block_types = _block_types()
         try:
-            error, found = _within(self.timeout * 2, self._read_blocks)
+            error, found = _within(self.timeout * 2, lambda: self._read_blocks(block_types))
         except _Timeout as e:
             self.add("Prefect API", "fail", f"{api_url} did not answer ({e})", "start the server (prefect server start) or fix PREFECT_API_URL")
             return
@@ -366,21 +369,21 @@ class Doctor:
             return
         self.add("Prefect API", "pass", f"{api_url} answers")
         types, documents = found
-        unknown = [label for label, slug in BLOCK_TYPES.items() if slug not in types]
+        unknown = [label for label, slug in block_types.items() if slug not in types]
         if unknown:
             self.add("block types", "fail", f"the Prefect API does not know the {', '.join(unknown)} block types",
                      f"{BLOCKS_HINT}, or `prefect block register -m blocks`")  # fmt: skip
         else:
             self.add("block types", "pass", "Cloud Runs block types are registered")
-        provider_slug = BLOCK_TYPES[f"{self.settings.sandbox_provider} sandbox"]
-        needed = {"GitHub App": "cloud-runs-github-app", f"{self.settings.sandbox_provider} sandbox": provider_slug}
+        sandbox_label = f"{self.settings.sandbox_provider} sandbox"
+        needed = {label: block_types[label] for label in ("GitHub App", sandbox_label)}
         missing = [label for label, slug in needed.items() if slug not in documents]
         if missing:
             self.add("blocks", "fail", f"no {', '.join(missing)} block named {self.block_name!r}", BLOCKS_HINT)
         else:
             self.add("blocks", "pass", f"the {', '.join(needed)} blocks named {self.block_name!r} exist")
 
-    def _read_blocks(self) -> tuple[Exception | None, tuple[set[str], set[str]]]:
+    def _read_blocks(self, block_types: dict[str, str]) -> tuple[Exception | None, tuple[set[str], set[str]]]:
         from prefect.client.orchestration import get_client
         from prefect.exceptions import ObjectNotFound
 
@@ -390,7 +393,7 @@ class Doctor:
             error = client.api_healthcheck()
             if error is not None:
                 return error, (types, documents)
-            for slug in BLOCK_TYPES.values():
+            for slug in block_types.values():
                 try:
                     client.read_block_type_by_slug(slug)
                 except ObjectNotFound:

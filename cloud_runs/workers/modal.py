@@ -299,8 +299,7 @@ class ModalWorkerJobConfiguration(BaseJobConfiguration):
         credentials = self.modal_credentials
         return _FlowRunSandboxSettings(
             app_name=self.app_name,
-            token_id=credentials.token_id if credentials else None,
-            token_secret=credentials.token_secret.get_secret_value() if credentials else None,
+            **(credentials.as_kwargs() if credentials else {}),
             environment_name=self.modal_environment,
             image_source="registry",
             image=self.image,

@@ -174,28 +174,6 @@ def test_deploy_all_onto_the_modal_pool(prefect_server, project):
     assert on_pool["hello"]["job_variables"]["image"] == IMAGE
 
 
-def _pool_type_for(name: str) -> str:
-    lowered = name.lower()
-    return "modal" if "modal" in lowered else "docker" if "docker" in lowered else "process"
-
-
-def test_repository_prefect_yaml_deploys_onto_a_modal_pool(prefect_server, cli_home, tmp_path):
-    path = REPO / "prefect.yaml"
-    if not path.is_file():
-        pytest.skip(f"{path} does not exist yet (the project's deployments file)")
-    config = yaml.safe_load(path.read_text())
-    pools = {d["work_pool"]["name"] for d in config.get("deployments", []) if d.get("work_pool", {}).get("name")}
-    if not any(_pool_type_for(p) == "modal" for p in pools):
-        pytest.fail(f"{path} names no work pool of type modal (pools: {sorted(pools)})")
-    for pool in sorted(pools):
-        existing = prefect_cli("work-pool", "inspect", pool, api_url=prefect_server, home=cli_home)
-        if existing.returncode != 0:
-            created = prefect_cli("work-pool", "create", pool, "--type", _pool_type_for(pool), api_url=prefect_server, home=cli_home)
-            assert created.returncode == 0, created.stdout + created.stderr
-    result = prefect_cli("--no-prompt", "deploy", "--all", api_url=prefect_server, home=cli_home, cwd=REPO, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 # -- the worker, driven through the fake Modal SDK ----------------------------
 
 
