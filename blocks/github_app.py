@@ -79,5 +79,9 @@ class GitHubApp(Block):
         )
 
     def get_client(self, repository: str, permissions: Mapping[str, str]) -> Github:
-        """A PyGithub client acting through a token scoped to one repository."""
+        """A PyGithub client acting through a token scoped to one repository.
+
+        For one-off use: the token expires within the hour. Code that must revoke
+        its tokens keeps the authenticator (:meth:`get_auth`) and calls ``revoke_all``.
+        """
         return self.get_auth().client(repository, permissions)
